@@ -1,0 +1,43 @@
+"""Shared pytest fixtures.
+
+Real CT comes from ../shared/data beside the repository (CI clones the repo with shared/
+next to it). Tests must never download anything.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Two cores are shared by the whole suite: keep torch from oversubscribing them.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+import torch  # noqa: E402
+
+torch.set_num_threads(2)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data" / "totalsegmentator-example"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def real_ct_path() -> Path:
+    """Real abdominal CT: int16 HU, 122x101x30 (x, y, z), 3 mm, direction diag(-1, -1, 1)."""
+    path = SHARED_DATA / "ct.nii.gz"
+    assert path.exists(), f"test data missing: {path} (shared/ must sit beside the repository)"
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_labels_path() -> Path:
+    """TotalSegmentator labels on the same grid; label 7 = pancreas (644 voxels)."""
+    path = SHARED_DATA / "totalsegmentator_labels.nii.gz"
+    assert path.exists(), f"test data missing: {path} (shared/ must sit beside the repository)"
+    return path
