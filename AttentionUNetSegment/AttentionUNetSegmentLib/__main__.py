@@ -1,0 +1,7 @@
+"""`python -m AttentionUNetSegmentLib ...` == `attention-unet-segment ...` (used by the Slicer module)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,214 @@
+"""`attention-unet-segment`: the headless command line (segment, phantom, train, evaluate, demo).
+
+Errors a user can fix print one line `error: <file>: <problem>` and exit with code 2;
+nothing is written unless every output could be written (temporary files, then rename).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Optional, Sequence
+
+from . import __version__
+from .errors import CancelledError, InputError
+
+EXIT_INPUT_ERROR = 2
+EXIT_CANCELLED = 130
+
+# Sub-commands that live in their own modules; each exposes register_cli(subparsers).
+_FEATURE_MODULES = ("phantom", "training", "evaluation", "demo")
+
+
+def _parse_point(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected R,A,S in millimetres, e.g. 12.5,-30,100; got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def _parse_overlap(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"overlap must be in [0, 1); got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text}")
+    return value
+
+
+def add_segment_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "segment",
+        help="segment the pancreas on a CT",
+        description="Segment the pancreas on a CT and optionally write each attention gate's map. "
+        "Every output lies exactly on the input CT's grid.",
+    )
+    p.add_argument("ct", metavar="CT", help="CT volume: .nii/.nii.gz, .nrrd, .mha/.mhd, or a DICOM series folder")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="labelmap (.nii.gz, .nii, .nrrd, .mha) or Slicer segmentation (.seg.nrrd)")
+    p.add_argument("--attention-dir", metavar="DIR",
+                   help="write one float32 volume (0..1) per attention gate here: attention_<gate>.<ext>")
+    p.add_argument("--attention-format", choices=("nii.gz", "nrrd"), default="nii.gz",
+                   help="file type of the attention maps (default: nii.gz; nrrd is uncompressed and faster)")
+    p.add_argument("--probabilities", metavar="FILE",
+                   help="write the pancreas probability (float32, 0..1) on the CT grid to FILE")
+    p.add_argument("--model", metavar="MODEL",
+                   help="model file (.pt) or model folder (containing model.pt); default: the bundled model")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
+                   help="where the network runs (default: auto = CUDA GPU if present, else CPU)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                   help="arithmetic on the device (default: auto = bf16/fp16 autocast on CUDA, fp32 on CPU)")
+    p.add_argument("--overlap", type=_parse_overlap, default=0.5,
+                   help="fraction of each sliding window shared with its neighbour, 0..<1 (default: 0.5)")
+    p.add_argument("--batch-size", type=_positive_int, default=2, help="windows per forward pass (default: 2)")
+    p.add_argument("--point", type=_parse_point, metavar="R,A,S",
+                   help="click-to-segment: a RAS point in mm (as Slicer shows it) on the pancreas; "
+                   "only the region around it is segmented and the component at the point is kept")
+    p.add_argument("--roi-size", type=float, default=160.0, metavar="MM",
+                   help="edge of the cube around --point that is segmented, in mm (default: 160)")
+    p.add_argument("--no-largest-component", action="store_true",
+                   help="keep every connected component, not only the largest")
+    p.add_argument("--no-fill-holes", action="store_true", help="do not fill enclosed holes")
+    p.add_argument("--progress", choices=("bar", "json", "none"), default="bar",
+                   help="progress on stderr: a bar, JSON lines for programs, or nothing (default: bar)")
+    p.add_argument("--summary-json", metavar="FILE",
+                   help="write a JSON summary (volumes in mL, timings, device, gates) to FILE")
+    p.set_defaults(func=run_segment)
+
+
+def _planned_outputs(args, ct_path: Path) -> dict[str, Path]:
+    """Every file `segment` will write, checked before any work is done."""
+    from .imageio import check_output_path
+
+    outputs = {"labels": check_output_path(args.output, inputs=[ct_path])}
+    if args.probabilities:
+        outputs["probabilities"] = check_output_path(args.probabilities, inputs=[ct_path])
+    if args.summary_json:
+        outputs["summary"] = check_output_path(args.summary_json, inputs=[ct_path], extensions=(".json",))
+    if args.attention_dir:
+        folder = Path(args.attention_dir)
+        if folder.exists() and not folder.is_dir():
+            raise InputError(folder, "is a file; --attention-dir needs a folder")
+        if not folder.exists():
+            if not folder.parent.exists() and str(folder.parent) != "":
+                raise InputError(folder, "its parent folder does not exist")
+            folder.mkdir()
+    names = [str(p.resolve()) for p in outputs.values()]
+    if len(set(names)) != len(names):
+        raise InputError(args.output, "two outputs would be written to the same file")
+    return outputs
+
+
+def run_segment(args) -> int:
+    from .imageio import check_ct_like, read_ct, write_image, write_labelmap_or_segmentation, atomic_output
+    from .modelfile import default_model_path, load_model
+    from .pipeline import SegmentationOptions, segment_image
+    from .progress import make_progress
+
+    ct_path = Path(args.ct)
+    outputs = _planned_outputs(args, ct_path)
+    model_path = Path(args.model) if args.model else default_model_path()
+    if args.model is None and not model_path.exists():
+        raise InputError(model_path, "bundled default model is missing; pass --model MODEL")
+
+    image = read_ct(ct_path)
+    for warning in check_ct_like(image, ct_path):
+        print(f"warning: {warning}", file=sys.stderr)
+    model, spec = load_model(model_path)
+
+    options = SegmentationOptions(
+        overlap=args.overlap, batch_size=args.batch_size, device=args.device, precision=args.precision,
+        point_ras=args.point, roi_size_mm=args.roi_size,
+        keep_largest=not args.no_largest_component, fill_holes=not args.no_fill_holes,
+        attention=bool(args.attention_dir), probabilities=bool(args.probabilities),
+    )
+    result = segment_image(image, model, spec, options, progress=make_progress(args.progress))
+
+    volumes = result.volume_ml()
+    summary = {
+        "input": str(ct_path),
+        "labels": [label.to_dict() for label in result.labels],
+        "volume_ml": volumes,
+        "seconds": result.seconds,
+        "device": result.inference.device,
+        "precision": result.inference.precision,
+        "windows": result.inference.windows,
+        "gates": sorted(result.attention),
+        "model": {"path": str(model_path), "architecture": spec.architecture,
+                  "description": spec.description, "training": spec.training},
+    }
+
+    # All or nothing: every file goes to a temporary name first; renames happen together at the end.
+    with contextlib.ExitStack() as stack:
+        write_labelmap_or_segmentation(
+            result.labelmap, stack.enter_context(atomic_output(outputs["labels"])), result.labels)
+        if "probabilities" in outputs:
+            write_image(result.probabilities, stack.enter_context(atomic_output(outputs["probabilities"])))
+        for name, attention in result.attention.items():
+            target = Path(args.attention_dir) / f"attention_{name}.{args.attention_format}"
+            write_image(attention, stack.enter_context(atomic_output(target)))
+        if "summary" in outputs:
+            stack.enter_context(atomic_output(outputs["summary"])).write_text(json.dumps(summary, indent=2))
+
+    described = ", ".join(f"{name} {ml:.1f} mL" for name, ml in volumes.items())
+    print(f"{described}; {result.seconds['total']:.1f} s on {result.inference.device} "
+          f"({result.inference.precision}); wrote {outputs['labels']}", file=sys.stderr if args.progress == "json" else sys.stdout)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="attention-unet-segment",
+        description="Pancreas segmentation on CT with a 3D Attention U-Net (Oktay et al. 2018), "
+        "with the attention-gate maps that show where the network looked.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_segment_parser(subparsers)
+    for name in _FEATURE_MODULES:
+        try:
+            module = importlib.import_module(f"{__package__}.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"{__package__}.{name}":
+                raise
+            continue
+        module.register_cli(subparsers)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return EXIT_INPUT_ERROR
+    try:
+        return int(args.func(args) or 0)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    except (CancelledError, KeyboardInterrupt):
+        print("cancelled; no output written", file=sys.stderr)
+        return EXIT_CANCELLED
+    except Exception:  # a bug, not bad input: keep the traceback for the report
+        traceback.print_exc()
+        print("error: unexpected failure (see the traceback above); no output written", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Progress reporters with the `(fraction, message)` callback signature used by the core.
+
+`TerminalProgress` draws a one-line bar for people; `JsonProgress` prints one JSON object per
+line for programs (the Slicer module reads these from a background process).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import TextIO
+
+
+class TerminalProgress:
+    """`[#######.....]  58%  Sliding window 12/21  0:14` redrawn in place on a terminal."""
+
+    def __init__(self, stream: TextIO = sys.stderr, width: int = 30, min_interval_s: float = 0.1):
+        self.stream = stream
+        self.width = width
+        self.min_interval_s = min_interval_s
+        self.start = time.perf_counter()
+        self._last_draw = 0.0
+        self._interactive = hasattr(stream, "isatty") and stream.isatty()
+        self._last_message = ""
+
+    def __call__(self, fraction: float, message: str) -> None:
+        now = time.perf_counter()
+        fraction = min(max(fraction, 0.0), 1.0)
+        if self._interactive:
+            # Redraw at most every min_interval_s so printing never slows the work down.
+            if fraction < 1.0 and now - self._last_draw < self.min_interval_s:
+                return
+            filled = int(round(self.width * fraction))
+            elapsed = int(now - self.start)
+            line = (f"\r[{'#' * filled}{'.' * (self.width - filled)}] {fraction * 100:5.1f}%  "
+                    f"{message[:50]:<50} {elapsed // 60}:{elapsed % 60:02d}")
+            self.stream.write(line)
+            if fraction >= 1.0:
+                self.stream.write("\n")
+        elif message != self._last_message:
+            # Logs and CI: one line per stage, not hundreds of carriage returns.
+            self.stream.write(f"{fraction * 100:5.1f}%  {message}\n")
+            self._last_message = message
+        self.stream.flush()
+        self._last_draw = now
+
+
+class JsonProgress:
+    """One `{"fraction": f, "message": m}` line per update, flushed immediately."""
+
+    def __init__(self, stream: TextIO = sys.stderr):
+        self.stream = stream
+
+    def __call__(self, fraction: float, message: str) -> None:
+        self.stream.write(json.dumps({"fraction": round(float(fraction), 4), "message": message}) + "\n")
+        self.stream.flush()
+
+
+def make_progress(kind: str, stream: TextIO = sys.stderr):
+    """`bar`, `json` or `none` (returns None: the core skips reporting)."""
+    if kind == "bar":
+        return TerminalProgress(stream)
+    if kind == "json":
+        return JsonProgress(stream)
+    return None
