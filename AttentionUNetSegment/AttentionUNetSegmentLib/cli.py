@@ -121,13 +121,12 @@ def run_segment(args) -> int:
 
     ct_path = Path(args.ct)
     outputs = _planned_outputs(args, ct_path)
-    model_path = Path(args.model) if args.model else default_model_path()
-    if args.model is None and not model_path.exists():
-        raise InputError(model_path, "bundled default model is missing; pass --model MODEL")
-
     image = read_ct(ct_path)
     for warning in check_ct_like(image, ct_path):
         print(f"warning: {warning}", file=sys.stderr)
+    model_path = Path(args.model) if args.model else default_model_path()
+    if args.model is None and not model_path.exists():
+        raise InputError(model_path, "bundled default model is missing; pass --model MODEL")
     model, spec = load_model(model_path)
 
     options = SegmentationOptions(
