@@ -36,7 +36,7 @@ __all__ = [
 
 
 def _direction_matrix(image: sitk.Image) -> np.ndarray:
-    """3x3 direction matrix; column ``k`` is the physical direction of index axis ``k`` (x, y, z)."""
+    """3x3 direction matrix; column ``k`` is the physical direction of index axis ``k`` (x,y,z)."""
     return np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3)
 
 
@@ -154,7 +154,7 @@ def resample_to_spacing(
 
 
 def coarse_grid(reference: sitk.Image, scale: int) -> sitk.Image:
-    """Empty uint8 image describing the grid of a map downsampled ``scale`` times from ``reference``.
+    """Empty uint8 image: the grid of a map downsampled ``scale`` times from ``reference``.
 
     Voxel ``i`` (any axis) of the coarse grid is centred on fine index ``scale*i + (scale-1)/2``
     -- the centre of the block of ``scale`` fine voxels it summarises (max/average pooling with
@@ -202,7 +202,7 @@ def lps_to_index(image: sitk.Image, point_lps: Sequence[float]) -> tuple[float, 
 def crop_around_point(
     image: sitk.Image, point_lps: Sequence[float], size_mm_zyx: Sequence[float] | float
 ) -> sitk.Image:
-    """Sub-region of ``image`` (``sitk.RegionOfInterest``) of about ``size_mm_zyx`` mm centred on a point.
+    """Sub-region of ``image`` (``sitk.RegionOfInterest``) of ``size_mm_zyx`` mm around a point.
 
     ``size_mm_zyx`` is (z, y, x) in mm along the image's index axes (one number = a cube).
     The box is ``ceil(size_mm / spacing)`` voxels per axis, centred on the voxel containing the

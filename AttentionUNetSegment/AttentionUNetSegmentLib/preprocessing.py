@@ -51,7 +51,9 @@ class IntensitySpec:
     def __post_init__(self) -> None:
         low, high = (float(v) for v in self.window_hu)
         if not (np.isfinite(low) and np.isfinite(high) and low < high):
-            raise ValueError(f"window_hu must be (low, high) with low < high, got {self.window_hu!r}")
+            raise ValueError(
+                f"window_hu must be (low, high) with low < high, got {self.window_hu!r}"
+            )
         if not (np.isfinite(self.std) and self.std > 0):
             raise ValueError(f"std must be positive, got {self.std!r}")
         if not np.isfinite(self.mean):
@@ -62,7 +64,11 @@ class IntensitySpec:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types only (safe for ``torch.load(weights_only=True)`` and JSON)."""
-        return {"window_hu": [self.window_hu[0], self.window_hu[1]], "mean": self.mean, "std": self.std}
+        return {
+            "window_hu": [self.window_hu[0], self.window_hu[1]],
+            "mean": self.mean,
+            "std": self.std,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "IntensitySpec":
@@ -119,10 +125,12 @@ def _empty_like_grid(image: sitk.Image) -> sitk.Image:
 def preprocess(
     image: sitk.Image, spacing_zyx: Sequence[float], intensity: IntensitySpec
 ) -> PreprocessedVolume:
-    """to_canonical -> float32 -> resample to ``spacing_zyx`` (linear, -1024 HU outside) -> normalise.
+    """to_canonical -> float32 -> resample (linear, -1024 HU outside) -> normalise.
 
-    ``spacing_zyx`` is the model spacing in mm, order (z, y, x). The returned ``array`` is
-    ``(z, y, x)`` float32; ``grid`` describes where it lies in physical (LPS) space.
+    ``spacing_zyx`` is the model spacing in mm, order (z, y, x). Axes that are downsampled
+    are Gaussian pre-filtered first (anti-aliasing, see ``geometry.resample_to_spacing``).
+    The returned ``array`` is ``(z, y, x)`` float32; ``grid`` (uint8, values unused) says
+    where it lies in physical (LPS) space.
     """
     hu = to_model_grid(image, spacing_zyx)
     array = normalize_hu(sitk.GetArrayViewFromImage(hu), intensity)

@@ -69,7 +69,8 @@ def physical_coordinates(image: sitk.Image) -> np.ndarray:
     kz, ky, kx = np.meshgrid(*(np.arange(n) for n in reversed(size_xyz)), indexing="ij")
     index_xyz = np.stack([kx, ky, kz], axis=-1).astype(np.float64)
     direction = np.asarray(image.GetDirection()).reshape(3, 3)
-    return np.asarray(image.GetOrigin()) + (index_xyz * np.asarray(image.GetSpacing())) @ direction.T
+    offsets = (index_xyz * np.asarray(image.GetSpacing())) @ direction.T
+    return np.asarray(image.GetOrigin()) + offsets
 
 
 def corner(image: sitk.Image) -> np.ndarray:
@@ -192,10 +193,12 @@ def test_resample_antialias_suppresses_aliasing_and_keeps_smooth_fields() -> Non
     assert smooth.dtype == np.float32
 
     # A linear ramp is unchanged by the Gaussian (away from the borders).
-    ramp = with_array(image, np.broadcast_to((x * 0.5 * 3.0).astype(np.float32), (8, 40, 96)).copy())
+    ramp_x = (x * 0.5 * 3.0).astype(np.float32)
+    ramp = with_array(image, np.broadcast_to(ramp_x, (8, 40, 96)).copy())
     out = resample_to_spacing(ramp, (1.0, 1.0, 2.0), antialias=True)
     expected = physical_coordinates(out)[..., 0] * 3.0 - image.GetOrigin()[0] * 3.0
-    np.testing.assert_allclose(sitk.GetArrayFromImage(out)[:, :, 3:-3], expected[:, :, 3:-3], atol=1e-2)
+    got = sitk.GetArrayFromImage(out)
+    np.testing.assert_allclose(got[:, :, 3:-3], expected[:, :, 3:-3], atol=1e-2)
 
 
 def test_resample_rejects_bad_spacing() -> None:
@@ -262,7 +265,8 @@ def test_crop_around_point_contains_point_and_keeps_voxels(name: str) -> None:
     assert crop.GetSpacing() == image.GetSpacing()
     assert crop.GetDirection() == image.GetDirection()
     index_in_crop = np.asarray(lps_to_index(crop, point))
-    assert np.all(index_in_crop >= -0.5) and np.all(index_in_crop <= np.asarray(crop.GetSize())[::-1] - 0.5)
+    crop_shape_zyx = np.asarray(crop.GetSize())[::-1]
+    assert np.all(index_in_crop >= -0.5) and np.all(index_in_crop <= crop_shape_zyx - 0.5)
     # Centred: the point is within one voxel of the crop's centre along every axis.
     assert np.all(np.abs(index_in_crop - (np.asarray(crop.GetSize())[::-1] - 1) / 2) <= 1.0)
     # Same voxels at the same physical places (the crop is a sub-lattice of the input).
@@ -272,7 +276,9 @@ def test_crop_around_point_contains_point_and_keeps_voxels(name: str) -> None:
     )
     z, y, x = reversed(offset_xyz)
     nz, ny, nx = reversed(crop.GetSize())
-    np.testing.assert_array_equal(sitk.GetArrayFromImage(crop), values[z:z + nz, y:y + ny, x:x + nx])
+    np.testing.assert_array_equal(
+        sitk.GetArrayFromImage(crop), values[z:z + nz, y:y + ny, x:x + nx]
+    )
 
 
 def test_crop_around_point_clamps_at_borders() -> None:

@@ -59,7 +59,7 @@ def test_fill_holes_makes_a_hollow_sphere_solid() -> None:
 
 
 def test_fill_holes_fills_a_cavity_enclosed_only_through_corners() -> None:
-    """A shell that is 26-connected but not 6-connected still encloses (background is 6-connected)."""
+    """A 26- but not 6-connected shell still encloses its cavity (background is 6-connected)."""
     mask = np.zeros((7, 7, 7), dtype=bool)
     mask[2:5, 2:5, 2:5] = True
     mask[3, 3, 3] = False  # the hole
@@ -109,7 +109,8 @@ def two_balls() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def test_component_at_point_containing() -> None:
     mask, a, b = two_balls()
     np.testing.assert_array_equal(component_at_point(mask, (10, 10, 31)), b)
-    np.testing.assert_array_equal(component_at_point(mask, (10.4, 9.6, 10.2)), a)  # fractional index
+    # A fractional index is rounded to the voxel that contains it.
+    np.testing.assert_array_equal(component_at_point(mask, (10.4, 9.6, 10.2)), a)
 
 
 def test_component_at_point_nearest() -> None:
@@ -130,7 +131,8 @@ def test_component_at_point_uses_mm_when_spacing_given() -> None:
     point = (10, 5, 5)
     np.testing.assert_array_equal(component_at_point(mask, point), near_in_z)
     # With 5 mm slices and 0.7 mm pixels, the x neighbour is much closer physically.
-    np.testing.assert_array_equal(component_at_point(mask, point, spacing_zyx=(5.0, 0.7, 0.7)), near_in_x)
+    in_mm = component_at_point(mask, point, spacing_zyx=(5.0, 0.7, 0.7))
+    np.testing.assert_array_equal(in_mm, near_in_x)
 
 
 def test_component_at_point_empty_and_bad_input() -> None:

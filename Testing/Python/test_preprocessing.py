@@ -234,7 +234,8 @@ def test_coarse_grid_pooled_ramp_restores_exactly(scale: int) -> None:
     gradient = np.array([0.9, -1.7, 0.6])
     ramp = (physical_coordinates(fine) @ gradient).astype(np.float32)  # (z, y, x)
     nz, ny, nx = ramp.shape
-    pooled = ramp.reshape(nz // scale, scale, ny // scale, scale, nx // scale, scale).mean(axis=(1, 3, 5))
+    blocks = ramp.reshape(nz // scale, scale, ny // scale, scale, nx // scale, scale)
+    pooled = blocks.mean(axis=(1, 3, 5))
 
     grid = coarse_grid(fine, scale)
     assert pooled.shape == tuple(reversed(grid.GetSize()))
