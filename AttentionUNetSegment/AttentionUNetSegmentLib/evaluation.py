@@ -1,0 +1,402 @@
+"""`attention-unet-segment evaluate`: score predictions against ground truth (files or folders).
+
+Metric definitions and empty-mask conventions are in `metrics.py`. This module finds the cases,
+reads the labelmaps (NIfTI, NRRD, MHA, Slicer `.seg.nrrd`), picks the label values, checks that
+each pair shares one voxel grid, and writes a per-case CSV atomically.
+
+Folder matching, by file name (case id = name without extension and without a trailing
+nnU-Net channel suffix `_0000`):
+
+- ground truth `labelsTr/case.nii.gz` (Decathlon / nnU-Net) matches a prediction `case.nii.gz`,
+  `case.seg.nrrd` or `case_0000.nii.gz` (named after the image `imagesTr/case_0000.nii.gz`);
+- a Decathlon dataset root (a folder with `labelsTr/`) given as ground truth means its `labelsTr`;
+- files starting with "." (macOS `._case.nii.gz` in the Decathlon archives) and non-image files
+  are ignored; image files without a partner are reported, and no pair at all is an InputError.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import re
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import InputError
+from .metrics import METRIC_KEYS, evaluate_pair
+
+PathLike = Union[str, os.PathLike]
+
+#: Longest first, so "a.seg.nrrd" is not taken for "a.seg" + ".nrrd".
+IMAGE_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+CSV_COLUMNS = ("case",) + METRIC_KEYS
+DEFAULT_SEGMENT_NAME = "pancreas"   # compared case-insensitively with Slicer segment names
+_CHANNEL_SUFFIX = re.compile(r"_0000$")
+
+
+@dataclass
+class CasePair:
+    case: str
+    pred: Path
+    gt: Path
+
+
+@dataclass
+class Matching:
+    pairs: list[CasePair]
+    unmatched_pred: list[Path] = field(default_factory=list)
+    unmatched_gt: list[Path] = field(default_factory=list)
+
+
+def image_suffix(path: PathLike) -> Optional[str]:
+    """The image-file extension of `path` (e.g. ".nii.gz", ".seg.nrrd"), or None if not an image."""
+    name = Path(path).name.lower()
+    return next((suffix for suffix in IMAGE_SUFFIXES if name.endswith(suffix)), None)
+
+
+def _stem(path: PathLike) -> str:
+    name = Path(path).name
+    suffix = image_suffix(name)
+    return name[: len(name) - len(suffix)] if suffix else name
+
+
+def case_id(path: PathLike) -> str:
+    """Case name of an image file: the file name without extension and without `_0000`."""
+    return _CHANNEL_SUFFIX.sub("", _stem(path))
+
+
+def _image_files(folder: Path) -> dict[str, Path]:
+    """Case id -> image file in `folder` (not recursive); two files for one case is an error."""
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or not path.is_file() or image_suffix(path) is None:
+            continue
+        case = case_id(path)
+        if case in found:
+            raise InputError(folder, f"two files for case {case!r}: {found[case].name} and {path.name}; "
+                                     "keep one of them")
+        found[case] = path
+    return found
+
+
+def _ground_truth_folder(folder: Path) -> Path:
+    """`labelsTr` of a Decathlon/nnU-Net dataset root, else the folder itself."""
+    labels = folder / "labelsTr"
+    if labels.is_dir() and not any(image_suffix(p) for p in folder.iterdir() if p.is_file()):
+        return labels
+    return folder
+
+
+def match_cases(pred: PathLike, gt: PathLike) -> Matching:
+    """Pair prediction and ground-truth files by case id (see the module docstring).
+
+    `pred` and `gt` may both be files (one pair, named after the prediction), both folders, or a
+    prediction file and a ground-truth folder (its file with the same case id).
+    """
+    pred, gt = Path(pred), Path(gt)
+    for path, role in ((pred, "prediction"), (gt, "ground truth")):
+        if not path.exists():
+            raise InputError(path, f"{role} does not exist")
+    if pred.is_file() and gt.is_file():
+        return Matching([CasePair(case_id(pred), pred, gt)])
+    if pred.is_dir() and gt.is_file():
+        raise InputError(pred, "is a folder but the ground truth is a single file; "
+                               "pass one prediction file, or a ground-truth folder")
+    gt_folder = _ground_truth_folder(gt)
+    gt_files = _image_files(gt_folder)
+    if gt_files and all(_CHANNEL_SUFFIX.search(_stem(p)) for p in gt_files.values()):
+        raise InputError(gt_folder, "holds images named like nnU-Net inputs (case_0000.nii.gz), not labels; "
+                                    "pass the labels folder (labelsTr) as ground truth")
+    if pred.is_file():
+        case = case_id(pred)
+        if case not in gt_files:
+            raise InputError(gt_folder, f"has no ground truth for case {case!r} ({pred.name})")
+        return Matching([CasePair(case, pred, gt_files[case])])
+    pred_files = _image_files(pred)
+    common = sorted(set(pred_files) & set(gt_files))
+    matching = Matching(
+        [CasePair(case, pred_files[case], gt_files[case]) for case in common],
+        unmatched_pred=[pred_files[c] for c in sorted(set(pred_files) - set(gt_files))],
+        unmatched_gt=[gt_files[c] for c in sorted(set(gt_files) - set(pred_files))],
+    )
+    if not common:
+        def examples(files: dict[str, Path]) -> str:
+            names = [p.name for p in files.values()][:3]
+            return ", ".join(names) + (", ..." if len(files) > 3 else "") if names else "no image files"
+        raise InputError(pred, f"no prediction matches a ground-truth file in {gt_folder} by case name "
+                               f"(predictions: {examples(pred_files)}; ground truth: {examples(gt_files)})")
+    return matching
+
+
+def _segments(image: sitk.Image) -> list[dict]:
+    """Segments described in a Slicer .seg.nrrd header: name, label value, layer."""
+    keys = set(image.GetMetaDataKeys())
+    segments = []
+    index = 0
+    while f"Segment{index}_ID" in keys or f"Segment{index}_Name" in keys:
+        def meta(key: str, default: str = "") -> str:
+            full = f"Segment{index}_{key}"
+            return image.GetMetaData(full) if full in keys else default
+        try:
+            value = int(meta("LabelValue", "1"))
+            layer = int(meta("Layer", "0"))
+        except ValueError:
+            raise InputError(None, f"segment {index} has a malformed LabelValue/Layer") from None
+        segments.append({"name": meta("Name", meta("ID")), "value": value, "layer": layer})
+        index += 1
+    return segments
+
+
+def _describe(segments: list[dict]) -> str:
+    return ", ".join(f"{s['name']}={s['value']}" + (f" (layer {s['layer']})" if s["layer"] else "")
+                     for s in segments) or "none"
+
+
+def read_labelmap(path: PathLike, label: Optional[int], default: int = 1) -> tuple[sitk.Image, int, list[str]]:
+    """Read a labelmap and decide which label value to evaluate.
+
+    `label` is the value the user asked for (None: not given). For a Slicer `.seg.nrrd` without
+    an explicit value, the segment named "Pancreas" (any case) is used, else `default`; the
+    segment's layer is selected when the file has several (overlapping segments). Returns the
+    scalar image, the label value and notes for the user.
+    """
+    path = Path(path)
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        detail = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown reason"
+        raise InputError(path, f"cannot be read as an image ({detail})") from None
+    notes: list[str] = []
+    if image_suffix(path) != ".seg.nrrd":
+        return image, default if label is None else label, notes
+    try:
+        segments = _segments(image)
+    except InputError as error:
+        raise InputError(path, error.problem) from None
+    named = [s for s in segments if s["name"].strip().lower() == DEFAULT_SEGMENT_NAME]
+    if label is None and named:
+        # The segment itself, not every segment sharing its value: in a multi-layer file
+        # another layer may reuse the same value for another structure.
+        value, candidates = named[0]["value"], named[:1]
+    else:
+        value = default if label is None else label
+        candidates = [s for s in segments if s["value"] == value]
+        if label is None and segments:
+            notes.append(f"{path.name}: no segment named Pancreas; using label value {value} "
+                         f"(segments: {_describe(segments)})")
+    if segments and not candidates:
+        raise InputError(path, f"has no segment with label value {value} (segments: {_describe(segments)}); "
+                               "choose one with --label/--gt-label")
+    layers = sorted({s["layer"] for s in candidates}) or [0]
+    components = image.GetNumberOfComponentsPerPixel()
+    if components > 1:
+        if len(layers) > 1:
+            raise InputError(path, f"label value {value} is used in several layers {layers} "
+                                   f"(segments: {_describe(segments)}); cannot tell which segment to evaluate")
+        if layers[0] >= components:
+            raise InputError(path, f"segment layer {layers[0]} does not exist (the file has {components} layers)")
+        image = sitk.VectorIndexSelectionCast(image, layers[0])
+    return image, value, notes
+
+
+def _label_presence_note(image: sitk.Image, value: int, path: Path, role: str) -> Optional[str]:
+    """A note when `value` does not occur at all: usually the wrong --label/--gt-label."""
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        return None
+    array = sitk.GetArrayViewFromImage(image)
+    if np.any(array == value):
+        return None
+    present = [v for v in np.unique(array).tolist() if v != 0]
+    if not present:
+        return f"{path.name}: {role} is empty"
+    shown = ", ".join(f"{v:g}" for v in present[:12]) + (", ..." if len(present) > 12 else "")
+    option = "--label" if role == "prediction" else "--gt-label"
+    return f"{path.name}: {role} has no voxel with label {value} (values present: {shown}); check {option}"
+
+
+def summarize(rows: Sequence[dict]) -> dict:
+    """Mean, std (sample, ddof=1; 0 for one case), median of every metric over the cases.
+
+    Distances are summarised over the cases where they are finite; `n_inf` counts the others
+    (one mask empty), so one missed case does not turn every statistic into inf.
+    """
+    summary: dict = {"n_cases": len(rows)}
+    for key in METRIC_KEYS:
+        values = np.array([float(row[key]) for row in rows], dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        if finite.size:
+            stats = {"mean": float(finite.mean()),
+                     "std": float(finite.std(ddof=1)) if finite.size > 1 else 0.0,
+                     "median": float(np.median(finite))}
+        else:
+            stats = {"mean": math.inf, "std": math.nan, "median": math.inf}
+        summary[key] = {**stats, "n": int(finite.size), "n_inf": int(values.size - finite.size)}
+    return summary
+
+
+def _csv_value(value) -> str:
+    if isinstance(value, str):
+        return value
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.6f}"
+
+
+def _check_csv_path(csv_path: Path, inputs: Sequence[Path]) -> Path:
+    if csv_path.is_dir():
+        raise InputError(csv_path, "is a folder; --csv needs a file name")
+    if not csv_path.resolve().parent.is_dir():
+        raise InputError(csv_path, "its folder does not exist")
+    if any(csv_path.resolve() == Path(p).resolve() for p in inputs):
+        raise InputError(csv_path, "is one of the inputs; choose another --csv file")
+    return csv_path
+
+
+def write_csv(rows: Sequence[dict], csv_path: PathLike) -> None:
+    """Per-case CSV (columns `CSV_COLUMNS`, 6 decimals, "inf" for undefined distances), atomically.
+
+    The rows go to a temporary file in the destination folder, which then replaces the target
+    in one `os.replace`, so a crash never leaves a half-written CSV behind.
+    """
+    csv_path = Path(csv_path)
+    handle = tempfile.NamedTemporaryFile("w", newline="", encoding="utf-8", dir=csv_path.resolve().parent,
+                                         prefix=f".{csv_path.name}.", suffix=".tmp", delete=False)
+    try:
+        with handle:
+            writer = csv.writer(handle)
+            writer.writerow(CSV_COLUMNS)
+            for row in rows:
+                writer.writerow([_csv_value(row[column]) for column in CSV_COLUMNS])
+        os.replace(handle.name, csv_path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def evaluate(pred: PathLike, gt: PathLike, label: Optional[int] = None, gt_label: Optional[int] = None,
+             csv_path: Optional[PathLike] = None,
+             on_case: Optional[Callable[[dict], None]] = None) -> tuple[list[dict], dict]:
+    """Evaluate prediction file(s) against ground truth; see the module docstring for matching.
+
+    `label` is the prediction label value (None: the "Pancreas" segment of a .seg.nrrd, else 1),
+    `gt_label` the ground-truth value (default: `label`, e.g. 7 for TotalSegmentator's pancreas).
+    Returns `(rows, summary)`: one dict per case with "case" and the `metrics.METRIC_KEYS`
+    (distances in mm, volumes in mL), and the output of `summarize` plus `unmatched_pred`,
+    `unmatched_gt` (file paths) and `notes` (warnings for the user). `on_case(row)` is called
+    after each case, for progress. Writes `csv_path` if given (checked before any work).
+    """
+    for value, option in ((label, "--label"), (gt_label, "--gt-label")):
+        if value is not None and value <= 0:
+            raise InputError(None, f"{option} must be a positive label value (0 is background); got {value}")
+    matching = match_cases(pred, gt)
+    if csv_path is not None:
+        inputs = [p for pair in matching.pairs for p in (pair.pred, pair.gt)]
+        csv_path = _check_csv_path(Path(csv_path), inputs)
+    gt_requested = gt_label if gt_label is not None else label
+    rows: list[dict] = []
+    notes: list[str] = []
+    for pair in matching.pairs:
+        pred_image, pred_value, pred_notes = read_labelmap(pair.pred, label)
+        gt_image, gt_value, gt_notes = read_labelmap(pair.gt, gt_requested)
+        notes += pred_notes + gt_notes
+        result = evaluate_pair(pred_image, gt_image, pred_value, gt_value, pair.pred, pair.gt)
+        for image, value, path, role in ((pred_image, pred_value, pair.pred, "prediction"),
+                                         (gt_image, gt_value, pair.gt, "ground truth")):
+            volume_key = "pred_volume_ml" if role == "prediction" else "gt_volume_ml"
+            if result[volume_key] == 0.0:
+                note = _label_presence_note(image, value, path, role)
+                if note:
+                    notes.append(note)
+        row = {"case": pair.case, **result}
+        rows.append(row)
+        if on_case is not None:
+            on_case(row)
+    if csv_path is not None:
+        write_csv(rows, csv_path)
+    summary = summarize(rows)
+    summary.update(unmatched_pred=[str(p) for p in matching.unmatched_pred],
+                   unmatched_gt=[str(p) for p in matching.unmatched_gt], notes=notes)
+    return rows, summary
+
+
+# ----------------------------------------------------------------------------- command line
+
+_TABLE = (("case", "case", None), ("dice", "Dice", ".4f"), ("hd95_mm", "HD95 mm", ".2f"),
+          ("assd_mm", "ASSD mm", ".2f"), ("precision", "precision", ".4f"), ("recall", "recall", ".4f"),
+          ("pred_volume_ml", "pred mL", ".2f"), ("gt_volume_ml", "truth mL", ".2f"))
+_CASE_WIDTH = 24
+
+
+def _table_line(values: Sequence[str]) -> str:
+    first, rest = values[0], values[1:]
+    return f"{first:<{_CASE_WIDTH}}" + "".join(f" {v:>10}" for v in rest)
+
+
+def _format(value: float, spec: str) -> str:
+    return "inf" if math.isinf(value) else ("nan" if math.isnan(value) else format(value, spec))
+
+
+def format_row(row: dict) -> str:
+    """One table line for a case (same columns as the CSV, rounded for reading)."""
+    return _table_line([row["case"]] + [_format(row[key], spec) for key, _, spec in _TABLE[1:]])
+
+
+def format_summary(summary: dict) -> list[str]:
+    """Summary lines: mean ± std and median of every metric (finite values; inf cases counted)."""
+    lines = [f"{summary['n_cases']} case(s): mean ± std (median)"]
+    for key, title, spec in _TABLE[1:]:
+        stats = summary[key]
+        text = (f"{_format(stats['mean'], spec)} ± {_format(stats['std'], spec)} "
+                f"({_format(stats['median'], spec)})")
+        if stats["n_inf"]:
+            text += f"  [over {stats['n']} case(s); {stats['n_inf']} inf: one mask empty]"
+        lines.append(f"  {title:<10} {text}")
+    return lines
+
+
+def register_cli(subparsers) -> None:
+    """Add the `evaluate` sub-command."""
+    p = subparsers.add_parser(
+        "evaluate",
+        help="score predictions against ground truth (Dice, HD95, ASSD, precision, recall, volumes)",
+        description="Compare predicted labelmaps with ground truth: Dice, 95th-percentile Hausdorff "
+        "distance and average symmetric surface distance in mm (physical voxel spacing), precision, "
+        "recall and volumes in mL. PRED and GT are files or folders; folders are matched by case name "
+        "(Decathlon/nnU-Net: labelsTr/case.nii.gz <-> case.nii.gz, case.seg.nrrd or case_0000.nii.gz).",
+    )
+    p.add_argument("pred", metavar="PRED", help="prediction labelmap (.nii.gz, .nrrd, .mha, .seg.nrrd) or folder")
+    p.add_argument("gt", metavar="GT", help="ground-truth labelmap or folder (or a Decathlon root with labelsTr/)")
+    p.add_argument("--label", type=int, default=None, metavar="N",
+                   help="prediction label value to evaluate (default: the 'Pancreas' segment of a "
+                   ".seg.nrrd, else 1)")
+    p.add_argument("--gt-label", type=int, default=None, metavar="N",
+                   help="ground-truth label value (default: same as --label; 7 for TotalSegmentator's pancreas)")
+    p.add_argument("--csv", metavar="FILE", help="write per-case metrics to this CSV file")
+    p.set_defaults(func=run_cli)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Print a per-case table as cases finish, then the summary; InputError propagates."""
+    print(_table_line([title for _, title, _ in _TABLE]))
+    rows, summary = evaluate(args.pred, args.gt, label=args.label, gt_label=args.gt_label,
+                             csv_path=args.csv, on_case=lambda row: print(format_row(row), flush=True))
+    print()
+    print("\n".join(format_summary(summary)))
+    for role, files in (("prediction(s) without ground truth", summary["unmatched_pred"]),
+                        ("ground truth file(s) without prediction", summary["unmatched_gt"])):
+        if files:
+            shown = ", ".join(Path(f).name for f in files[:10]) + (", ..." if len(files) > 10 else "")
+            print(f"warning: {len(files)} {role}, not evaluated: {shown}", file=sys.stderr)
+    for note in summary["notes"]:
+        print(f"warning: {note}", file=sys.stderr)
+    if args.csv:
+        print(f"wrote {args.csv}")
+    return 0
