@@ -104,13 +104,14 @@ def surface(mask: np.ndarray) -> np.ndarray:
     """Surface voxels of a (z, y, x) mask: the mask minus its 6-connected erosion.
 
     Voxels outside the array count as background, so an object cut by the array border has a
-    surface on the border (as medpy and MONAI do).
+    surface on the border (as medpy and MONAI do). Works in any dimension (face neighbours
+    only; 4-connected in 2D, which `figures.outline` uses).
     """
     mask = np.asarray(mask) != 0
     padded = np.pad(mask, 1, mode="constant", constant_values=False)
     interior = mask.copy()
-    centre = (slice(1, -1),) * 3
-    for axis in range(3):
+    centre = (slice(1, -1),) * mask.ndim
+    for axis in range(mask.ndim):
         for step in (-1, 1):
             index = list(centre)
             index[axis] = slice(1 + step, padded.shape[axis] - 1 + step)
