@@ -22,7 +22,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
@@ -31,6 +30,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputError
+from .imageio import atomic_output, check_output_path
 from .metrics import METRIC_KEYS, evaluate_pair
 
 PathLike = Union[str, os.PathLike]
@@ -250,35 +250,16 @@ def _csv_value(value) -> str:
     return f"{value:.6f}"
 
 
-def _check_csv_path(csv_path: Path, inputs: Sequence[Path]) -> Path:
-    if csv_path.is_dir():
-        raise InputError(csv_path, "is a folder; --csv needs a file name")
-    if not csv_path.resolve().parent.is_dir():
-        raise InputError(csv_path, "its folder does not exist")
-    if any(csv_path.resolve() == Path(p).resolve() for p in inputs):
-        raise InputError(csv_path, "is one of the inputs; choose another --csv file")
-    return csv_path
-
-
 def write_csv(rows: Sequence[dict], csv_path: PathLike) -> None:
     """Per-case CSV (columns `CSV_COLUMNS`, 6 decimals, "inf" for undefined distances), atomically.
 
-    The rows go to a temporary file in the destination folder, which then replaces the target
-    in one `os.replace`, so a crash never leaves a half-written CSV behind.
+    Written through `imageio.atomic_output`, so a crash never leaves a half-written CSV behind.
     """
-    csv_path = Path(csv_path)
-    handle = tempfile.NamedTemporaryFile("w", newline="", encoding="utf-8", dir=csv_path.resolve().parent,
-                                         prefix=f".{csv_path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            writer = csv.writer(handle)
-            writer.writerow(CSV_COLUMNS)
-            for row in rows:
-                writer.writerow([_csv_value(row[column]) for column in CSV_COLUMNS])
-        os.replace(handle.name, csv_path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    with atomic_output(csv_path) as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CSV_COLUMNS)
+        for row in rows:
+            writer.writerow([_csv_value(row[column]) for column in CSV_COLUMNS])
 
 
 def evaluate(pred: PathLike, gt: PathLike, label: Optional[int] = None, gt_label: Optional[int] = None,
@@ -297,9 +278,8 @@ def evaluate(pred: PathLike, gt: PathLike, label: Optional[int] = None, gt_label
         if value is not None and value <= 0:
             raise InputError(None, f"{option} must be a positive label value (0 is background); got {value}")
     matching = match_cases(pred, gt)
-    if csv_path is not None:
-        inputs = [p for pair in matching.pairs for p in (pair.pred, pair.gt)]
-        csv_path = _check_csv_path(Path(csv_path), inputs)
+    if csv_path is not None:   # before the (possibly long) evaluation, not after
+        csv_path = check_output_path(csv_path, extensions=(".csv",))
     gt_requested = gt_label if gt_label is not None else label
     rows: list[dict] = []
     notes: list[str] = []

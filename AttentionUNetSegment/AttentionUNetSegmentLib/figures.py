@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 import zlib
-from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from .imageio import atomic_output
 from .metrics import dice, surface
 
 PathLike = Union[str, os.PathLike]
@@ -76,19 +75,11 @@ def encode_png(image: np.ndarray) -> bytes:
 def write_png(path: PathLike, image: np.ndarray) -> None:
     """Write a uint8 (H, W), (H, W, 3) or (H, W, 4) image as PNG, atomically.
 
-    The bytes go to a temporary file in the destination folder that then replaces `path`, so
-    a reader never sees a half-written figure.
+    Through `imageio.atomic_output`: a reader never sees a half-written figure.
     """
-    path = Path(path)
     data = encode_png(image)
-    handle, temporary = tempfile.mkstemp(dir=path.resolve().parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as temporary:
+        temporary.write_bytes(data)
 
 
 # ---------------------------------------------------------------------------- intensities
