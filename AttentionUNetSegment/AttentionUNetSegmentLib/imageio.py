@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import struct
+import sys
 import tempfile
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -68,7 +69,7 @@ _DICOM_GAP_TOLERANCE = 0.1
 # Helpers
 # --------------------------------------------------------------------------------------------
 
-def full_extension(path: PathLike, known: Sequence[str] = IMAGE_OUTPUT_EXTENSIONS + (".dcm",)) -> str:
+def full_extension(path: PathLike, known: Sequence[str] = IMAGE_OUTPUT_EXTENSIONS) -> str:
     """The (lower-case) extension of `path`, recognising compound ones such as ``.seg.nrrd``.
 
     The longest entry of `known` that the name ends with wins; otherwise the last suffix.
@@ -89,6 +90,32 @@ def _quiet_itk() -> Iterator[None]:
         yield
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(previous)
+
+
+@contextlib.contextmanager
+def _captured_stderr(path: PathLike) -> Iterator[None]:
+    """Catch what C++ readers print on file descriptor 2 (MetaIO: "data not read completely").
+
+    The error is reported as one InputError line; the raw text goes to the debug log instead of
+    the user's terminal. Falls back to no capture where descriptor 2 cannot be redirected.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, AttributeError, ValueError):
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", "replace").strip()
+            if text:
+                logger.debug("%s: reader output: %s", path, text)
 
 
 def _shape_text(size: Sequence[int]) -> str:
@@ -264,7 +291,8 @@ def _read_file(path: Path, shown: PathLike) -> sitk.Image:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
-        reader.ReadImageInformation()
+        with _captured_stderr(path):
+            reader.ReadImageInformation()
     except RuntimeError as error:
         logger.debug("%s: ReadImageInformation failed: %s", path, error)
         raise InputError(shown, f"cannot be read as a {fmt} image (not a {fmt} file, or its header "
@@ -272,7 +300,8 @@ def _read_file(path: Path, shown: PathLike) -> sitk.Image:
     size = reader.GetSize()
     _check_shape(shown, reader.GetDimension(), size, reader.GetNumberOfComponents(), reader.GetPixelID())
     try:
-        image = reader.Execute()
+        with _captured_stderr(path):
+            image = reader.Execute()
     except RuntimeError as error:
         logger.debug("%s: reading voxels failed: %s", path, error)
         detail = " or its data file is missing" if ext in (".mhd", ".nhdr") else ""
@@ -340,7 +369,8 @@ def _read_dicom_files(files: Sequence[str], shown: PathLike) -> sitk.Image:
     reader.SetFileNames(list(files))
     reader.MetaDataDictionaryArrayUpdateOn()  # slice positions, to check the spacing below
     try:
-        with _quiet_itk():  # ITK's own "non uniform sampling" warning: we raise a clear error instead
+        # ITK's "non uniform sampling" warning and GDCM's messages: we raise a clear error instead.
+        with _quiet_itk(), _captured_stderr(shown):
             image = reader.Execute()
     except RuntimeError as error:
         logger.debug("%s: DICOM series read failed: %s", shown, error)

@@ -153,6 +153,11 @@ def _bad_input(case: str, tmp_path: Path, real_ct_path: Path) -> tuple[Path, str
         sitk.WriteImage(sitk.ReadImage(str(real_ct_path)), str(path), useCompression=True)
         path.write_bytes(path.read_bytes()[:-5000])
         return path, "truncated or corrupt"
+    if case == "truncated_mha":
+        path = tmp_path / "cut.mha"
+        sitk.WriteImage(sitk.GetImageFromArray(volume), str(path), useCompression=True)
+        path.write_bytes(path.read_bytes()[:-500])
+        return path, "truncated or corrupt"
     if case == "2d":
         return _write(volume[0], tmp_path / "slice.nii.gz"), "is a 2D image"
     if case == "one_slice":
@@ -188,15 +193,18 @@ def _bad_input(case: str, tmp_path: Path, real_ct_path: Path) -> tuple[Path, str
 
 
 BAD_CASES = ["missing", "random_bytes", "corrupt_gzip", "empty", "truncated_gz", "truncated_nii",
-             "truncated_nrrd", "2d", "one_slice", "4d", "rgb", "nan", "nan_nii_f64", "inf", "constant", "empty_folder",
-             "nested_folder", "unsupported"]
+             "truncated_nrrd", "truncated_mha", "2d", "one_slice", "4d", "rgb", "nan", "nan_nii_f64", "inf",
+             "constant", "empty_folder", "nested_folder", "unsupported"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
-def test_bad_input_is_one_clear_line_naming_the_file(case, tmp_path, real_ct_path):
+def test_bad_input_is_one_clear_line_naming_the_file(case, tmp_path, real_ct_path, capfd):
     path, fragment = _bad_input(case, tmp_path, real_ct_path)
+    capfd.readouterr()
     with pytest.raises(InputError) as raised:
         read_ct(path)
+    # C++ readers print to descriptor 2 themselves (MetaIO, GDCM, ITK warnings): none may leak.
+    assert capfd.readouterr().err == ""
     message = str(raised.value)
     assert message.startswith(f"{path}: "), message
     assert fragment in message, message
