@@ -26,7 +26,8 @@ TINY = (4, 8, 16, 32, 64)
 #   = 5,888,004 (the paper's "5.88 M").
 #   unet_CT_single_att_dsv_3D adds gating (1x1x1 conv-BN 256->256: 66,304) and three
 #   MultiAttentionBlocks (grid block W + theta + phi + psi: 237,667; combine_gates: 22,176)
-#   = 6,214,151 ("about 6.21 M"; the paper's 6.40 M is its multi-attention variant).
+#   = 6,214,151 ("about 6.21 M"). The paper reports 6.40 M, which neither official variant
+#   reproduces exactly (the two-gates-per-level unet_CT_multi_att_dsv_3D gives 6,473,322).
 OFFICIAL_UNET_DSV = 5_888_004
 OFFICIAL_SINGLE_ATT_DSV = 6_214_151
 
