@@ -25,6 +25,7 @@ import csv
 import io
 import math
 import os
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -394,6 +395,12 @@ def _prepare_output(out: Path, resume: bool, overwrite: bool, ctx: _Distributed)
     if resume:
         if not (out / CHECKPOINT_FILE).exists():
             raise InputError(out / CHECKPOINT_FILE, "no checkpoint to resume from")
+        if ctx.is_main:
+            # A kill -9 in the middle of a write leaves imageio.atomic_output's private
+            # temporary folder behind (the target itself is intact): tidy up.
+            for name in (MODEL_FILE, LAST_FILE, CHECKPOINT_FILE, LOG_FILE, CURVE_FILE):
+                for stale in out.glob(f".{name}.tmp-*"):
+                    shutil.rmtree(stale, ignore_errors=True)
         return
     if (out / MODEL_FILE).exists() and not overwrite:
         raise InputError(out / MODEL_FILE, "exists; use --resume to continue that training "
@@ -486,13 +493,17 @@ def _train(config: TrainConfig, dataset_dir: Path, out: Path, resume: bool, over
     torch.manual_seed(config.seed)        # same initial weights on every rank
     model = build_network(arch, **network_args).to(device)
     optimizer = _make_optimizer(model, config)
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+    # bf16 where the GPU has it (Ampere+): fp32's exponent range, so no loss scaling needed;
+    # fp16 with a GradScaler on older GPUs.
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
     start_epoch, history = 0, []
     best_dice, best_epoch = None, None
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
+        if state["scaler"] and scaler.is_enabled():   # empty when saved by a disabled one
+            scaler.load_state_dict(state["scaler"])
         start_epoch, history = int(state["epoch"]), list(state["history"])
         best_dice, best_epoch = state["best_val_dice"], state["best_epoch"]
         torch.set_rng_state(state["torch_rng"].cpu())
@@ -566,7 +577,7 @@ def _train(config: TrainConfig, dataset_dir: Path, out: Path, resume: bool, over
             augment_rng.manual_seed(_seed_of(config.seed, ctx.rank, epoch, it, 1))
             image, label = augment_batch(image, label, config.augmentation, augment_rng, pad,
                                          config.spacing_zyx)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 logits = model(image)                       # (B, K, z, y, x)
             loss = loss_fn(logits, label)                   # float32
             optimizer.zero_grad(set_to_none=True)

@@ -12,9 +12,12 @@ import csv
 import importlib.util
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -194,3 +197,49 @@ def test_two_process_ddp_keeps_ranks_identical(dataset, tmp_path):
                             widths=[4, 8, 16, 32, 64]).state_dict()
     assert not _same_weights(initial, rank0)                         # it did train
     assert read_checkpoint(tmp_path / "model" / CHECKPOINT_FILE)["config"]["seed"] == 0
+
+
+_LONG_RUN_SCRIPT = textwrap.dedent("""
+    import sys
+    from AttentionUNetSegmentLib.training import TrainConfig, train
+    config = TrainConfig(**{config})
+    train(config, sys.argv[1], sys.argv[2], progress=True)
+""")
+
+
+def test_kill_9_loses_at_most_the_epoch_in_progress(dataset, tmp_path):
+    config = {"epochs": 200, "iterations_per_epoch": 1, "patch_size_zyx": (32, 32, 32),
+              "batch_size": 1, "widths": (4, 8, 16, 32, 64), "num_workers": 0,
+              "device": "cpu", "val_fraction": 0.0}
+    script = tmp_path / "long_train.py"
+    script.write_text(_LONG_RUN_SCRIPT.format(config=repr(config)))
+    out = tmp_path / "model"
+    log = (tmp_path / "stderr.txt").open("w")
+    process = subprocess.Popen([sys.executable, str(script), str(dataset), str(out)],
+                               stderr=log, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and process.poll() is None:
+            if (out / CHECKPOINT_FILE).exists() and \
+                    read_checkpoint(out / CHECKPOINT_FILE)["epoch"] >= 2:
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, "training ended before it could be killed"
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        log.close()
+    printed = [int(m) for m in re.findall(r"^epoch (\d+)/200", (tmp_path / "stderr.txt")
+                                                                     .read_text(), re.M)]
+    saved = read_checkpoint(out / CHECKPOINT_FILE)        # intact despite the kill
+    # Every epoch that was reported finished is in the checkpoint: at most the one in
+    # progress at the kill is lost.
+    assert saved["epoch"] >= max(printed) >= 2
+    load_model(out)
+    resumed = train(replace(TINY, epochs=saved["epoch"] + 1, val_cases=(), val_fraction=0.0,
+                            batch_size=1, iterations_per_epoch=1),
+                    dataset, out, resume=True, progress=False)
+    assert [row["epoch"] for row in resumed.history] == list(range(1, saved["epoch"] + 2))
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]   # stale temporaries gone
