@@ -21,7 +21,7 @@ import SimpleITK as sitk
 
 from .imageio import atomic_output, labelmap_as_uint8
 
-__all__ = ["LabelInfo", "PANCREAS", "write_seg_nrrd", "read_seg_nrrd"]
+__all__ = ["LabelInfo", "PANCREAS", "segmentation_metadata", "write_seg_nrrd", "read_seg_nrrd"]
 
 PathLike = Union[str, os.PathLike]
 
