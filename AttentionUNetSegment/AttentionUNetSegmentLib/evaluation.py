@@ -160,66 +160,131 @@ def _describe(segments: list[dict]) -> str:
                      for s in segments) or "none"
 
 
-def read_labelmap(path: PathLike, label: Optional[int], default: int = 1) -> tuple[sitk.Image, int, list[str]]:
-    """Read a labelmap and decide which label value to evaluate.
+Labels = tuple[int, ...]
+LabelSpec = Union[int, str, Sequence[int], None]
 
-    `label` is the value the user asked for (None: not given). For a Slicer `.seg.nrrd` without
-    an explicit value, the segment named "Pancreas" (any case) is used, else `default`; the
-    segment's layer is selected when the file has several (overlapping segments). Returns the
-    scalar image, the label value and notes for the user.
+
+def parse_labels(spec: LabelSpec, option: str = "--label") -> Optional[Labels]:
+    """Label values to evaluate: 7, "1,2" or (1, 2) -> a sorted tuple; None stays None.
+
+    Several values are merged into one structure (e.g. Decathlon Task07: pancreas 1 + tumour 2).
+    """
+    if spec is None:
+        return None
+    try:
+        if isinstance(spec, str):
+            values = [int(part) for part in spec.replace(" ", "").split(",") if part]
+        elif isinstance(spec, (int, np.integer)):
+            values = [int(spec)]
+        else:
+            values = [int(v) for v in spec]
+    except (TypeError, ValueError):
+        raise InputError(None, f"{option} {spec!r}: expected a label value or a list such as 1,2") from None
+    if not values or any(v <= 0 for v in values):
+        raise InputError(None, f"{option} must be positive label values (0 is background); got {spec!r}")
+    return tuple(sorted(set(values)))
+
+
+def _labels_text(values: Labels) -> str:
+    return ",".join(str(v) for v in values)
+
+
+def read_labelmap(path: PathLike, labels: LabelSpec,
+                  default: Labels = (1,)) -> tuple[sitk.Image, Labels, list[tuple[str, str]]]:
+    """Read a labelmap and decide which label values to evaluate.
+
+    `labels` are the values the user asked for (None: not given). For a Slicer `.seg.nrrd`
+    without explicit values, the segment named "Pancreas" (any case) is used, else `default`;
+    the segments' layer is selected when the file has several (overlapping segments). Returns
+    the scalar image, the label values and notes `(message, file name)` for the user.
     """
     path = Path(path)
+    requested = parse_labels(labels)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as error:
         detail = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown reason"
         raise InputError(path, f"cannot be read as an image ({detail})") from None
-    notes: list[str] = []
+    notes: list[tuple[str, str]] = []
     if image_suffix(path) != ".seg.nrrd":
-        return image, default if label is None else label, notes
+        return image, requested or default, notes
     try:
         segments = _segments(image)
     except InputError as error:
         raise InputError(path, error.problem) from None
     named = [s for s in segments if s["name"].strip().lower() == DEFAULT_SEGMENT_NAME]
-    if label is None and named:
+    if requested is None and named:
         # The segment itself, not every segment sharing its value: in a multi-layer file
         # another layer may reuse the same value for another structure.
-        value, candidates = named[0]["value"], named[:1]
+        values, chosen = (named[0]["value"],), named[:1]
     else:
-        value = default if label is None else label
-        candidates = [s for s in segments if s["value"] == value]
-        if label is None and segments:
-            notes.append(f"{path.name}: no segment named Pancreas; using label value {value} "
-                         f"(segments: {_describe(segments)})")
-    if segments and not candidates:
-        raise InputError(path, f"has no segment with label value {value} (segments: {_describe(segments)}); "
-                               "choose one with --label/--gt-label")
-    layers = sorted({s["layer"] for s in candidates}) or [0]
+        values = requested or default
+        chosen = [s for s in segments if s["value"] in values]
+        if requested is None and segments:
+            notes.append((f"no segment named Pancreas; evaluated label value {_labels_text(values)}", path.name))
+    missing = [v for v in values if v not in {s["value"] for s in chosen}]
+    if segments and missing:
+        raise InputError(path, f"has no segment with label value {_labels_text(missing)} "
+                               f"(segments: {_describe(segments)}); choose with --label/--gt-label")
+    layers = sorted({s["layer"] for s in chosen}) or [0]
     components = image.GetNumberOfComponentsPerPixel()
     if components > 1:
         if len(layers) > 1:
-            raise InputError(path, f"label value {value} is used in several layers {layers} "
+            raise InputError(path, f"label value {_labels_text(values)} lies in several layers {layers} "
                                    f"(segments: {_describe(segments)}); cannot tell which segment to evaluate")
         if layers[0] >= components:
             raise InputError(path, f"segment layer {layers[0]} does not exist (the file has {components} layers)")
         image = sitk.VectorIndexSelectionCast(image, layers[0])
-    return image, value, notes
+    return image, values, notes
 
 
-def _label_presence_note(image: sitk.Image, value: int, path: Path, role: str) -> Optional[str]:
-    """A note when `value` does not occur at all: usually the wrong --label/--gt-label."""
+def _present_values(image: sitk.Image) -> list[float]:
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        return []
+    return [v for v in np.unique(sitk.GetArrayViewFromImage(image)).tolist() if v != 0]
+
+
+def _shown(values: Sequence[float], limit: int = 12) -> str:
+    return ", ".join(f"{v:g}" for v in values[:limit]) + (", ..." if len(values) > limit else "")
+
+
+def _empty_note(image: sitk.Image, values: Labels, role: str) -> str:
+    """Why a mask is empty: nothing there, or (usually) the wrong --label/--gt-label."""
+    present = _present_values(image)
+    if not present:
+        return f"{role} is empty"
+    option = "--label" if role == "prediction" else "--gt-label"
+    return f"{role} has no voxel with label {_labels_text(values)} (values present: {_shown(present)}); check {option}"
+
+
+def _multi_label_note(image: sitk.Image, values: Labels) -> Optional[str]:
+    """A note when a ground truth holds several labels and --gt-label was left to default.
+
+    TotalSegmentator files hold ~100 structures and value 1 is the spleen, and Decathlon
+    Task07 has the tumour as 2, so a defaulted --gt-label scores the wrong structure or
+    leaves the tumour out without any visible sign.
+    """
     if image.GetNumberOfComponentsPerPixel() != 1:
         return None
     array = sitk.GetArrayViewFromImage(image)
-    if np.any(array == value):
+    if array.size == 0 or array.max() <= max(values):   # cheap test before np.unique
         return None
-    present = [v for v in np.unique(array).tolist() if v != 0]
-    if not present:
-        return f"{path.name}: {role} is empty"
-    shown = ", ".join(f"{v:g}" for v in present[:12]) + (", ..." if len(present) > 12 else "")
-    option = "--label" if role == "prediction" else "--gt-label"
-    return f"{path.name}: {role} has no voxel with label {value} (values present: {shown}); check {option}"
+    if not set(_present_values(image)) - set(values):
+        return None
+    return (f"ground truth holds other labels too; evaluated label {_labels_text(values)} only. "
+            "Pass --gt-label: 7 for TotalSegmentator's pancreas, 1,2 for Decathlon Task07 pancreas + tumour")
+
+
+def _group_notes(notes: Sequence[tuple[str, str]]) -> list[str]:
+    """One line per distinct message, naming the files it concerns (first few)."""
+    grouped: dict[str, list[str]] = {}
+    for message, name in notes:
+        grouped.setdefault(message, []).append(name)
+    lines = []
+    for message, names in grouped.items():
+        files = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        lines.append(f"{message} ({files})" if len(names) == 1 else f"{message} ({len(names)} files: {files})")
+    return lines
 
 
 def summarize(rows: Sequence[dict]) -> dict:
@@ -262,39 +327,41 @@ def write_csv(rows: Sequence[dict], csv_path: PathLike) -> None:
             writer.writerow([_csv_value(row[column]) for column in CSV_COLUMNS])
 
 
-def evaluate(pred: PathLike, gt: PathLike, label: Optional[int] = None, gt_label: Optional[int] = None,
+def evaluate(pred: PathLike, gt: PathLike, label: LabelSpec = None, gt_label: LabelSpec = None,
              csv_path: Optional[PathLike] = None,
              on_case: Optional[Callable[[dict], None]] = None) -> tuple[list[dict], dict]:
     """Evaluate prediction file(s) against ground truth; see the module docstring for matching.
 
-    `label` is the prediction label value (None: the "Pancreas" segment of a .seg.nrrd, else 1),
-    `gt_label` the ground-truth value (default: `label`, e.g. 7 for TotalSegmentator's pancreas).
-    Returns `(rows, summary)`: one dict per case with "case" and the `metrics.METRIC_KEYS`
-    (distances in mm, volumes in mL), and the output of `summarize` plus `unmatched_pred`,
-    `unmatched_gt` (file paths) and `notes` (warnings for the user). `on_case(row)` is called
-    after each case, for progress. Writes `csv_path` if given (checked before any work).
+    `label`: prediction label value(s) (an int, "1,2" or a sequence; several are merged;
+    None: the "Pancreas" segment of a .seg.nrrd, else 1). `gt_label`: ground-truth value(s)
+    (default: `label`, else 1; e.g. 7 for TotalSegmentator's pancreas, "1,2" for Decathlon
+    Task07 pancreas + tumour). Returns `(rows, summary)`: one dict per case with "case" and the
+    `metrics.METRIC_KEYS` (distances in mm, volumes in mL), and the output of `summarize` plus
+    `unmatched_pred`, `unmatched_gt` (file paths) and `notes` (warnings for the user, one line
+    per kind). `on_case(row)` is called after each case, for progress. Writes `csv_path` if
+    given (checked before any work).
     """
-    for value, option in ((label, "--label"), (gt_label, "--gt-label")):
-        if value is not None and value <= 0:
-            raise InputError(None, f"{option} must be a positive label value (0 is background); got {value}")
+    label = parse_labels(label, "--label")
+    gt_label = parse_labels(gt_label, "--gt-label")
     matching = match_cases(pred, gt)
     if csv_path is not None:   # before the (possibly long) evaluation, not after
         csv_path = check_output_path(csv_path, extensions=(".csv",))
     gt_requested = gt_label if gt_label is not None else label
     rows: list[dict] = []
-    notes: list[str] = []
+    notes: list[tuple[str, str]] = []
     for pair in matching.pairs:
-        pred_image, pred_value, pred_notes = read_labelmap(pair.pred, label)
-        gt_image, gt_value, gt_notes = read_labelmap(pair.gt, gt_requested)
+        pred_image, pred_values, pred_notes = read_labelmap(pair.pred, label)
+        gt_image, gt_values, gt_notes = read_labelmap(pair.gt, gt_requested)
         notes += pred_notes + gt_notes
-        result = evaluate_pair(pred_image, gt_image, pred_value, gt_value, pair.pred, pair.gt)
-        for image, value, path, role in ((pred_image, pred_value, pair.pred, "prediction"),
-                                         (gt_image, gt_value, pair.gt, "ground truth")):
-            volume_key = "pred_volume_ml" if role == "prediction" else "gt_volume_ml"
-            if result[volume_key] == 0.0:
-                note = _label_presence_note(image, value, path, role)
-                if note:
-                    notes.append(note)
+        result = evaluate_pair(pred_image, gt_image, pred_values, gt_values, pair.pred, pair.gt)
+        if gt_label is None and image_suffix(pair.gt) != ".seg.nrrd":
+            note = _multi_label_note(gt_image, gt_values)
+            if note:
+                notes.append((note, pair.gt.name))
+        if result["pred_volume_ml"] == 0.0:
+            notes.append((_empty_note(pred_image, pred_values, "prediction"), pair.pred.name))
+        if result["gt_volume_ml"] == 0.0:
+            notes.append((_empty_note(gt_image, gt_values, "ground truth"), pair.gt.name))
         row = {"case": pair.case, **result}
         rows.append(row)
         if on_case is not None:
@@ -303,7 +370,7 @@ def evaluate(pred: PathLike, gt: PathLike, label: Optional[int] = None, gt_label
         write_csv(rows, csv_path)
     summary = summarize(rows)
     summary.update(unmatched_pred=[str(p) for p in matching.unmatched_pred],
-                   unmatched_gt=[str(p) for p in matching.unmatched_gt], notes=notes)
+                   unmatched_gt=[str(p) for p in matching.unmatched_gt], notes=_group_notes(notes))
     return rows, summary
 
 
@@ -342,6 +409,13 @@ def format_summary(summary: dict) -> list[str]:
     return lines
 
 
+def _label_argument(text: str) -> Labels:
+    try:
+        return parse_labels(text)  # type: ignore[return-value]
+    except InputError as error:
+        raise argparse.ArgumentTypeError(error.problem.replace("--label ", "")) from None
+
+
 def register_cli(subparsers) -> None:
     """Add the `evaluate` sub-command."""
     p = subparsers.add_parser(
@@ -354,20 +428,28 @@ def register_cli(subparsers) -> None:
     )
     p.add_argument("pred", metavar="PRED", help="prediction labelmap (.nii.gz, .nrrd, .mha, .seg.nrrd) or folder")
     p.add_argument("gt", metavar="GT", help="ground-truth labelmap or folder (or a Decathlon root with labelsTr/)")
-    p.add_argument("--label", type=int, default=None, metavar="N",
-                   help="prediction label value to evaluate (default: the 'Pancreas' segment of a "
-                   ".seg.nrrd, else 1)")
-    p.add_argument("--gt-label", type=int, default=None, metavar="N",
-                   help="ground-truth label value (default: same as --label; 7 for TotalSegmentator's pancreas)")
+    p.add_argument("--label", type=_label_argument, default=None, metavar="N[,N...]",
+                   help="prediction label value(s) to evaluate; several are merged (default: the "
+                   "'Pancreas' segment of a .seg.nrrd, else 1)")
+    p.add_argument("--gt-label", type=_label_argument, default=None, metavar="N[,N...]",
+                   help="ground-truth label value(s) (default: same as --label; 7 for TotalSegmentator's "
+                   "pancreas, 1,2 for Decathlon Task07 pancreas + tumour)")
     p.add_argument("--csv", metavar="FILE", help="write per-case metrics to this CSV file")
     p.set_defaults(func=run_cli)
 
 
 def run_cli(args: argparse.Namespace) -> int:
     """Print a per-case table as cases finish, then the summary; InputError propagates."""
-    print(_table_line([title for _, title, _ in _TABLE]))
-    rows, summary = evaluate(args.pred, args.gt, label=args.label, gt_label=args.gt_label,
-                             csv_path=args.csv, on_case=lambda row: print(format_row(row), flush=True))
+    printed = []
+
+    def show(row: dict) -> None:
+        if not printed:   # header with the first row: an input error prints nothing but itself
+            print(_table_line([title for _, title, _ in _TABLE]))
+            printed.append(True)
+        print(format_row(row), flush=True)
+
+    _, summary = evaluate(args.pred, args.gt, label=args.label, gt_label=args.gt_label,
+                             csv_path=args.csv, on_case=show)
     print()
     print("\n".join(format_summary(summary)))
     for role, files in (("prediction(s) without ground truth", summary["unmatched_pred"]),

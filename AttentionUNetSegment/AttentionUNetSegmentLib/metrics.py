@@ -252,8 +252,8 @@ def grid_differences(pred_image: sitk.Image, gt_image: sitk.Image) -> list[str]:
     return problems
 
 
-def label_mask(image: sitk.Image, label: int, path: Optional[PathLike] = None) -> np.ndarray:
-    """(z, y, x) boolean mask of the voxels equal to `label` in a labelmap image.
+def label_mask(image: sitk.Image, label: Union[int, Sequence[int]], path: Optional[PathLike] = None) -> np.ndarray:
+    """(z, y, x) boolean mask of the voxels equal to `label` (or to any of several values).
 
     Floating-point labelmaps (some tools save labels as float) are accepted when every value is
     a whole number; non-integer or negative values mean the file is not a labelmap (a
@@ -270,17 +270,18 @@ def label_mask(image: sitk.Image, label: int, path: Optional[PathLike] = None) -
     # silently scoring the voxels that happen to be 1 HU.
     if array.size and array.min() < 0:
         raise InputError(path, "contains negative values; expected a labelmap (is this the CT?)")
-    return np.asarray(array == label)
+    values = [label] if np.isscalar(label) else list(label)
+    return np.isin(array, values)
 
 
-def evaluate_pair(pred_image: sitk.Image, gt_image: sitk.Image, label: int = 1,
-                  gt_label: Optional[int] = None, pred_path: Optional[PathLike] = None,
+def evaluate_pair(pred_image: sitk.Image, gt_image: sitk.Image, label: Union[int, Sequence[int]] = 1,
+                  gt_label: Union[int, Sequence[int], None] = None, pred_path: Optional[PathLike] = None,
                   gt_path: Optional[PathLike] = None) -> dict[str, float]:
     """Metrics of one prediction against its ground truth, both SimpleITK labelmaps.
 
     `label` selects the prediction voxels and `gt_label` (default: `label`) the ground-truth
     voxels, so multi-label files (e.g. TotalSegmentator, pancreas = 7) can be compared with a
-    binary prediction. The images must be on the same voxel grid (size, spacing, origin,
+    binary prediction; a sequence of values selects their union (Decathlon Task07: (1, 2)). The images must be on the same voxel grid (size, spacing, origin,
     direction, within small tolerances); otherwise InputError names every difference. The paths
     only make messages name the files. Returns the `METRIC_KEYS` (distances in mm, volumes in mL).
     """

@@ -98,6 +98,36 @@ def test_totalsegmentator_gt_label_on_real_labels(real_labels_path, tmp_path):
     assert rows[0]["dice"] == 1.0 and rows[0]["hd95_mm"] == 0.0
 
 
+def test_multi_label_ground_truth_without_gt_label_is_flagged(real_labels_path):
+    _, summary = evaluation.evaluate(real_labels_path, real_labels_path)
+    assert any("evaluated label 1" in note and "--gt-label" in note for note in summary["notes"])
+    _, summary = evaluation.evaluate(real_labels_path, real_labels_path, label=7, gt_label=7)
+    assert summary["notes"] == []
+
+
+def test_decathlon_tumour_merged_with_gt_label_list(tmp_path):
+    truth = _box()
+    truth[3:5, 4:6, 4:6] = 2                                  # Task07: tumour inside the pancreas
+    gt = _write(tmp_path / "pancreas_001.nii.gz", truth)
+    pred = _write(tmp_path / "pred.nii.gz", _box())           # whole organ, tumour included
+    rows, summary = evaluation.evaluate(pred, gt)
+    assert rows[0]["dice"] < 1.0
+    assert any("1,2 for Decathlon Task07" in note for note in summary["notes"])
+    rows, summary = evaluation.evaluate(pred, gt, gt_label="1,2")
+    assert rows[0]["dice"] == 1.0 and summary["notes"] == []
+
+
+def test_notes_are_grouped_per_message(tmp_path):
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    pred.mkdir()
+    gt.mkdir()
+    for case in "abc":
+        _write(pred / f"{case}.nii.gz", np.zeros((8, 12, 12), np.uint8))
+        _write(gt / f"{case}.nii.gz", _box())
+    _, summary = evaluation.evaluate(pred, gt)
+    assert summary["notes"] == ["prediction is empty (3 files: a.nii.gz, b.nii.gz, c.nii.gz)"]
+
+
 def test_wrong_label_is_reported(real_labels_path, tmp_path):
     binary = sitk.Cast(sitk.ReadImage(str(real_labels_path)) == 7, sitk.sitkUInt8)
     binary_path = tmp_path / "pred.nii.gz"
@@ -183,8 +213,10 @@ def test_ct_given_as_ground_truth_is_rejected(real_ct_path, real_labels_path):
 
 def test_bad_label_and_csv_paths(tmp_path):
     pred = _write(tmp_path / "p.nii.gz", _box())
-    with pytest.raises(InputError, match="--label must be a positive label value"):
+    with pytest.raises(InputError, match="--label must be positive label values"):
         evaluation.evaluate(pred, pred, label=0)
+    with pytest.raises(InputError, match="--gt-label 'x': expected a label value or a list"):
+        evaluation.evaluate(pred, pred, gt_label="x")
     with pytest.raises(InputError, match="cannot be written: folder .* does not exist"):
         evaluation.evaluate(pred, pred, csv_path=tmp_path / "missing" / "m.csv")
     with pytest.raises(InputError, match="unsupported output type .*; use one of .csv"):
@@ -216,7 +248,10 @@ def test_cli_table_and_summary(decathlon, tmp_path, capsys):
 def test_cli_input_error_propagates_as_one_line(tmp_path):
     # The main CLI prints InputError as "error: <str>" and exits 2; run_cli must let it through.
     args = _parse(["evaluate", str(tmp_path), str(tmp_path / "nowhere"), "--gt-label", "7"])
-    assert args.gt_label == 7
+    assert args.gt_label == (7,)
+    assert _parse(["evaluate", "a", "b", "--gt-label", "2,1"]).gt_label == (1, 2)
+    with pytest.raises(SystemExit):
+        _parse(["evaluate", "a", "b", "--label", "pancreas"])
     with pytest.raises(InputError) as raised:
         args.func(args)
     assert str(raised.value) == f"{tmp_path / 'nowhere'}: ground truth does not exist"
