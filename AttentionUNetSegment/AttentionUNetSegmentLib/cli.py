@@ -135,7 +135,12 @@ def run_segment(args) -> int:
         keep_largest=not args.no_largest_component, fill_holes=not args.no_fill_holes,
         attention=bool(args.attention_dir), probabilities=bool(args.probabilities),
     )
-    result = segment_image(image, model, spec, options, progress=make_progress(args.progress))
+    try:
+        result = segment_image(image, model, spec, options, progress=make_progress(args.progress))
+    except InputError as error:
+        if error.path is not None:
+            raise
+        raise InputError(ct_path, error.problem) from error  # name the file the problem is about
 
     volumes = result.volume_ml()
     summary = {

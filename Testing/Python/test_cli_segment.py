@@ -54,7 +54,7 @@ def test_segment_writes_every_output_on_the_input_grid(real_ct_path, tiny_model_
         "segment", str(real_ct_path), "-o", str(out), "--model", str(tiny_model_path),
         "--attention-dir", str(tmp_path / "attention"), "--probabilities", str(tmp_path / "prob.nii.gz"),
         "--summary-json", str(tmp_path / "summary.json"), "--progress", "none", "--device", "cpu",
-        "--no-largest-component",
+        "--no-largest-component", "--no-fill-holes",
     ], capsys)
     assert code == 0, stderr
     assert _digest(real_ct_path) == before, "the input CT was modified"
@@ -66,7 +66,7 @@ def test_segment_writes_every_output_on_the_input_grid(real_ct_path, tiny_model_
     _same_grid(probability, ct)
     p = sitk.GetArrayFromImage(probability)
     assert p.dtype == np.float32 and 0.0 <= p.min() and p.max() <= 1.0
-    # Without connected-component filtering the labelmap is exactly p > 0.5.
+    # Without post-processing the labelmap is exactly p > 0.5.
     np.testing.assert_array_equal(sitk.GetArrayFromImage(labels) > 0, p > 0.5)
 
     gates = sorted(f.name for f in (tmp_path / "attention").iterdir())
@@ -123,12 +123,13 @@ def test_point_restricts_to_the_region_around_the_click(real_ct_path, tiny_model
     assert np.all(extent_mm <= 60 + 2 * max(ct.GetSpacing()))
     mask = sitk.GetArrayFromImage(labels) > 0
     if mask.any():  # a random model may find nothing; when it finds something it is one component
-        assert sitk.GetArrayFromImage(sitk.ConnectedComponent(labels > 0)).max() == 1
+        # Post-processing keeps one 26-connected component.
+        assert sitk.GetArrayFromImage(sitk.ConnectedComponent(labels > 0, True)).max() == 1
 
 
-def _write(array: np.ndarray, path: Path, spacing=(1.0, 1.0, 1.0), vector=False) -> Path:
+def _write(array: np.ndarray, path: Path, vector=False) -> Path:
     image = sitk.GetImageFromArray(array, isVector=vector)
-    image.SetSpacing(spacing[: image.GetDimension()])
+    image.SetSpacing((2.0,) * image.GetDimension())
     sitk.WriteImage(image, str(path))
     return path
 
