@@ -303,7 +303,7 @@ def _write_log(path: Path, history: list[dict]) -> None:
         tmp.write_text(buffer.getvalue())
 
 
-def _write_curve(path: Path, history: list[dict]) -> str | None:
+def _write_curve(path: Path, history: list[dict], title: str = "") -> str | None:
     """learning_curve.png; a failure here must never stop a training run. -> error or None."""
     try:
         from .figures import learning_curve_png
@@ -311,7 +311,7 @@ def _write_curve(path: Path, history: list[dict]) -> str | None:
         series = {"train loss": [row["train_loss"] for row in history],
                   "validation Dice": [math.nan if row["val_dice"] is None else row["val_dice"]
                                       for row in history]}
-        learning_curve_png(path, epochs, series)
+        learning_curve_png(path, epochs, series, title=title)
         return None
     except Exception as error:  # noqa: BLE001 - a figure is optional, the weights are not
         return f"{type(error).__name__}: {error}"
@@ -632,7 +632,8 @@ def _train(config: TrainConfig, dataset_dir: Path, out: Path, resume: bool, over
                 "torch_rng": torch.get_rng_state(),
             }, out / CHECKPOINT_FILE)
             _write_log(out / LOG_FILE, history)
-            figure_error = _write_curve(out / CURVE_FILE, history)
+            figure_error = _write_curve(out / CURVE_FILE, history,
+                                        f"{arch} on {dataset_name}")
             if figure_error and epoch == start_epoch:
                 reporter.line(f"warning: no learning curve ({figure_error})")
         row = history[-1]
