@@ -22,7 +22,7 @@ class TerminalProgress:
         self.start = time.perf_counter()
         self._last_draw = 0.0
         self._interactive = hasattr(stream, "isatty") and stream.isatty()
-        self._last_message = ""
+        self._last_stage: tuple[str, int] = ("", -1)
 
     def __call__(self, fraction: float, message: str) -> None:
         now = time.perf_counter()
@@ -38,10 +38,13 @@ class TerminalProgress:
             self.stream.write(line)
             if fraction >= 1.0:
                 self.stream.write("\n")
-        elif message != self._last_message:
-            # Logs and CI: one line per stage, not hundreds of carriage returns.
+        else:
+            # Logs and CI: a line per stage and per 10 %, not one per window.
+            stage = (message.split()[0] if message else "", int(fraction * 10))
+            if stage == self._last_stage:
+                return
             self.stream.write(f"{fraction * 100:5.1f}%  {message}\n")
-            self._last_message = message
+            self._last_stage = stage
         self.stream.flush()
         self._last_draw = now
 
