@@ -281,9 +281,10 @@ def evaluate_pair(pred_image: sitk.Image, gt_image: sitk.Image, label: Union[int
 
     `label` selects the prediction voxels and `gt_label` (default: `label`) the ground-truth
     voxels, so multi-label files (e.g. TotalSegmentator, pancreas = 7) can be compared with a
-    binary prediction; a sequence of values selects their union (Decathlon Task07: (1, 2)). The images must be on the same voxel grid (size, spacing, origin,
-    direction, within small tolerances); otherwise InputError names every difference. The paths
-    only make messages name the files. Returns the `METRIC_KEYS` (distances in mm, volumes in mL).
+    binary prediction; a sequence of values selects their union (Decathlon Task07: (1, 2)).
+    The images must be on the same voxel grid (size, spacing, origin, direction, within small
+    tolerances); otherwise InputError names every difference. The paths only make messages
+    name the files. Returns the `METRIC_KEYS` (distances in mm, volumes in mL).
     """
     gt_label = label if gt_label is None else gt_label
     if pred_image.GetDimension() != 3 or gt_image.GetDimension() != 3:
