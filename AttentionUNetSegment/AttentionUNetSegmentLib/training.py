@@ -342,7 +342,7 @@ class _Reporter:
         self.bar = None
         self.last = 0.0
 
-    def start_epoch(self) -> None:
+    def start_bar(self) -> None:
         if self.terminal and sys.stderr.isatty():
             from .progress import TerminalProgress
             self.bar = TerminalProgress(sys.stderr)
@@ -421,10 +421,15 @@ def _load_cases(cases: list[Case], config: TrainConfig, intensity, label_map,
         for case in cases[ctx.rank::ctx.world_size]:
             load_case(case, config.spacing_zyx, intensity, label_map, cache_dir)
         ctx.barrier()
+    if cases:
+        reporter.line(f"preprocessing {len(cases)} {what} case(s)")
+        reporter.start_bar()
     loaded = []
     for i, case in enumerate(cases):
-        reporter.step(0.0, 0.0, f"Preprocessing {what} case {i + 1}/{len(cases)}")
+        reporter.step(i / len(cases), 0.0, f"{what} case {i + 1}/{len(cases)}: {case.id}")
         loaded.append(load_case(case, config.spacing_zyx, intensity, label_map, cache_dir))
+    if cases:
+        reporter.step(1.0, 0.0, f"{len(cases)} {what} case(s) ready")
     return loaded
 
 
@@ -492,6 +497,9 @@ def _train(config: TrainConfig, dataset_dir: Path, out: Path, resume: bool, over
     network_args = {"in_channels": 1, "n_classes": n_classes, "widths": list(config.widths)}
     torch.manual_seed(config.seed)        # same initial weights on every rank
     model = build_network(arch, **network_args).to(device)
+    if ctx.enabled and config.sync_batchnorm and device.type == "cuda":
+        # Same state-dict keys as BatchNorm3d, so model.pt loads into the plain network.
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = _make_optimizer(model, config)
     # bf16 where the GPU has it (Ampere+): fp32's exponent range, so no loss scaling needed;
     # fp16 with a GradScaler on older GPUs.
@@ -509,9 +517,6 @@ def _train(config: TrainConfig, dataset_dir: Path, out: Path, resume: bool, over
         torch.set_rng_state(state["torch_rng"].cpu())
     raw_model = model
     if ctx.enabled:
-        if config.sync_batchnorm and device.type == "cuda":
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            raw_model = model
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
 
@@ -564,7 +569,7 @@ def _train(config: TrainConfig, dataset_dir: Path, out: Path, resume: bool, over
             dataset, batch_size=config.batch_size, num_workers=config.num_workers,
             pin_memory=device.type == "cuda")
         model.train()
-        reporter.start_epoch()
+        reporter.start_bar()
         loss_sum, lr = 0.0, config.base_lr
         for it, (image, label) in enumerate(loader):
             # image (B, 1, z, y, x) float32, label (B, z, y, x) int64
