@@ -44,6 +44,8 @@ _CHANNEL_SUFFIX = re.compile(r"_0000$")
 
 @dataclass
 class CasePair:
+    """One case to evaluate: its name, the prediction file and the ground-truth file."""
+
     case: str
     pred: Path
     gt: Path
@@ -51,6 +53,8 @@ class CasePair:
 
 @dataclass
 class Matching:
+    """Result of `match_cases`: the pairs, and the image files left without a partner."""
+
     pairs: list[CasePair]
     unmatched_pred: list[Path] = field(default_factory=list)
     unmatched_gt: list[Path] = field(default_factory=list)
