@@ -168,8 +168,32 @@ def read_dataset_json(dataset_dir: str | os.PathLike) -> dict:
 def is_synthetic_dataset(dataset_dir: str | os.PathLike) -> bool:
     """True when dataset.json says the data are synthetic (our phantoms say so)."""
     description = read_dataset_json(dataset_dir)
+    if isinstance(description.get("synthetic"), bool):
+        return description["synthetic"]
     text = " ".join(str(description.get(key, "")) for key in ("name", "description"))
     return bool(re.search(r"synthetic|phantom", text, re.IGNORECASE))
+
+
+_PANCREATIC = re.compile(r"^(background|pancreas|pancreatic.*|tumou?r|cancer|lesion|neoplasm|"
+                         r"cyst)$", re.IGNORECASE)
+
+
+def check_merge_is_safe(dataset_dir: str | os.PathLike) -> None:
+    """`--labels merge` turns every label into pancreas: right for Task07 (pancreas +
+    tumour) and NIH, wrong for a multi-organ dataset. Refuse when dataset.json names others."""
+    labels = read_dataset_json(dataset_dir).get("labels") or {}
+    if not isinstance(labels, dict):
+        return
+    # Decathlon: {"1": "pancreas"}; nnU-Net v2: {"pancreas": 1}.
+    pairs = [(str(k), str(v)) if str(k).isdigit() else (str(v), str(k)) for k, v in labels.items()]
+    others = sorted(f"{value} ({name})" for value, name in pairs if not _PANCREATIC.match(name))
+    if others:
+        pancreas = [value for value, name in pairs if name.lower() == "pancreas"]
+        hint = f" such as --labels {pancreas[0]}:1" if pancreas else ""
+        raise InputError(Path(dataset_dir) / "dataset.json",
+                         f"labels {', '.join(others[:4])}{', ...' if len(others) > 4 else ''} "
+                         f"are not pancreas; --labels merge would train them as pancreas: "
+                         f"give a label map{hint}")
 
 
 def _read_header(path: Path) -> sitk.ImageFileReader:

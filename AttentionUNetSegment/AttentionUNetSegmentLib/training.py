@@ -40,8 +40,9 @@ import torch.nn as nn
 
 from . import __version__
 from .data import (AugmentationConfig, Case, LoadedCase, PatchDataset, PatchSampler,
-                   augment_batch, background_value, find_cases, load_case, num_classes,
-                   parse_label_map, read_dataset_json, is_synthetic_dataset)
+                   augment_batch, background_value, check_merge_is_safe, find_cases,
+                   is_synthetic_dataset, load_case, num_classes, parse_label_map,
+                   read_dataset_json)
 from .errors import InputError
 from .losses import DiceCELoss
 
@@ -466,6 +467,8 @@ def _train(config: TrainConfig, dataset_dir: Path, out: Path, resume: bool, over
                                                     "than the interrupted run")
 
     label_map = parse_label_map(config.labels)
+    if label_map is None:
+        check_merge_is_safe(dataset_dir)
     n_classes = num_classes(label_map)
     intensity = IntensitySpec()
     cases = find_cases(dataset_dir)
@@ -537,7 +540,8 @@ def _train(config: TrainConfig, dataset_dir: Path, out: Path, resume: bool, over
             f"best validation Dice {best_dice:.3f} (epoch {best_epoch})"
         description = (f"{'3D Attention U-Net' if config.arch == 'attention' else '3D U-Net'}"
                        f" trained on {dataset_name} ({len(train_cases)} training / "
-                       f"{len(val_cases)} validation cases, {epochs_done} epochs; {dice_text}).")
+                       f"{len(val_cases)} validation cases, {epochs_done} "
+                       f"epoch{'s' if epochs_done != 1 else ''}; {dice_text}).")
         if synthetic:
             description += " SYNTHETIC training data: not a clinical model."
         summary = {

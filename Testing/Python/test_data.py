@@ -13,7 +13,8 @@ import torch
 
 from AttentionUNetSegmentLib.data import (AugmentationConfig, Case, LoadedCase, PatchDataset,
                                           PatchSampler, apply_label_map, augment_batch,
-                                          background_value, find_cases, is_synthetic_dataset,
+                                          background_value, check_merge_is_safe, find_cases,
+                                          is_synthetic_dataset,
                                           load_case, num_classes, parse_label_map)
 from AttentionUNetSegmentLib.errors import InputError
 from AttentionUNetSegmentLib.preprocessing import IntensitySpec, preprocess
@@ -103,6 +104,20 @@ def test_flat_ct_label_pairs(tmp_path):
         sitk.WriteImage(image, str(tmp_path / f"{name}_ct.nii.gz"))
         sitk.WriteImage(label, str(tmp_path / f"{name}_label.nii.gz"))
     assert [c.id for c in find_cases(tmp_path)] == ["a", "b"]
+
+
+def test_merge_refused_for_multi_organ_datasets(tmp_path):
+    root = write_decathlon(tmp_path / "ds", n=1)
+    check_merge_is_safe(root)                       # pancreas + cancer: merging is right
+    meta = json.loads((root / "dataset.json").read_text())
+    meta["labels"] = {"0": "background", "1": "liver", "2": "pancreas"}
+    (root / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="--labels 2:1"):
+        check_merge_is_safe(root)
+    meta["labels"], meta["synthetic"] = {"background": 0, "pancreas": 1}, True   # nnU-Net v2
+    (root / "dataset.json").write_text(json.dumps(meta))
+    check_merge_is_safe(root)
+    assert is_synthetic_dataset(root)
 
 
 def test_clear_errors(tmp_path):
