@@ -53,7 +53,8 @@ def write_decathlon(root: Path, n: int = 3, nnunet_names: bool = False,
         image_name = f"{name}_0000.nii.gz" if nnunet_names else f"{name}.nii.gz"
         sitk.WriteImage(image, str(root / "imagesTr" / image_name))
         sitk.WriteImage(label, str(root / "labelsTr" / f"{name}.nii.gz"))
-        training.append({"image": f"./imagesTr/{name}.nii.gz", "label": f"./labelsTr/{name}.nii.gz"})
+        training.append({"image": f"./imagesTr/{name}.nii.gz",
+                         "label": f"./labelsTr/{name}.nii.gz"})
     # The Decathlon archives carry macOS resource forks; they must be skipped.
     (root / "imagesTr" / "._pancreas_001.nii.gz").write_bytes(b"\0\5\26\7junk")
     meta = {"name": "Pancreas", "description": description,

@@ -55,7 +55,8 @@ def _write_dataset(root: Path, n: int = 3) -> Path:
             image = sitk.GetImageFromArray(array)
             image.SetSpacing((2.0, 2.0, 2.0))
             sitk.WriteImage(image, str(root / folder / f"{name}.nii.gz"))
-        training.append({"image": f"./imagesTr/{name}.nii.gz", "label": f"./labelsTr/{name}.nii.gz"})
+        training.append({"image": f"./imagesTr/{name}.nii.gz",
+                         "label": f"./labelsTr/{name}.nii.gz"})
     (root / "dataset.json").write_text(json.dumps({
         "name": "SpherePhantoms", "description": "synthetic test spheres",
         "labels": {"0": "background", "1": "pancreas", "2": "cancer"}, "training": training}))
@@ -170,7 +171,8 @@ _DDP_SCRIPT = textwrap.dedent("""
     from AttentionUNetSegmentLib.training import TrainConfig, train
     config = TrainConfig(**{config})
     result = train(config, sys.argv[1], sys.argv[2], progress=False)
-    torch.save(result.model.state_dict(), os.path.join(sys.argv[3], f"rank{{os.environ['RANK']}}.pt"))
+    rank = os.environ["RANK"]
+    torch.save(result.model.state_dict(), os.path.join(sys.argv[3], f"rank{{rank}}.pt"))
 """)
 
 
