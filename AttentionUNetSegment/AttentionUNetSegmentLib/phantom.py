@@ -71,7 +71,7 @@ class Acquisition:
 # ------------------------------------------------------------------------------ acquisition
 
 
-def _sample_acquisition(rng: np.random.Generator, anatomy: Anatomy, spacing_xyz=None, fov_mm=None,
+def sample_acquisition(rng: np.random.Generator, anatomy: Anatomy, spacing_xyz=None, fov_mm=None,
                         z_extent_mm=None, orientation=None, tilt_deg=None) -> Acquisition:
     """Random scanner settings; any argument given overrides its draw (the draws still happen)."""
     inplane = float(rng.uniform(*INPLANE_SPACING_MM))
@@ -268,7 +268,7 @@ def generate_case(seed: int, all_organs: bool = False, spacing_xyz: Optional[Seq
     streams = np.random.SeedSequence(int(seed)).spawn(4)
     anatomy_rng, scanner_rng, intensity_rng, noise_rng = (np.random.default_rng(s) for s in streams)
     anatomy = build_anatomy(anatomy_rng)
-    acq = _sample_acquisition(scanner_rng, anatomy, spacing_xyz, fov_mm, z_extent_mm, orientation, tilt_deg)
+    acq = sample_acquisition(scanner_rng, anatomy, spacing_xyz, fov_mm, z_extent_mm, orientation, tilt_deg)
     sub = subslices_for(acq.spacing_xyz[2])
     render_grid = _acquisition_grid(acq, sub)
     materials = render_materials(anatomy, render_grid)
@@ -282,10 +282,12 @@ def generate_case(seed: int, all_organs: bool = False, spacing_xyz: Optional[Seq
     table, organ_labels = _label_tables(all_organs)
     labels = table[centre]
     pancreas = labels == ORGAN_LABELS["pancreas"]
+    islands = 0
     if pancreas.any():
         # Detached lobules of noise-sculpted surface are not part of the annotated gland.
-        keep = _largest_component(pancreas)
-        labels[pancreas & ~keep] = 0
+        islands_mask = pancreas & ~_largest_component(pancreas)
+        islands = int(np.count_nonzero(islands_mask))
+        labels[islands_mask] = 0
     grid = _acquisition_grid(acq, 1)
     ct_image = reorient(_to_image(ct, grid, acq), acq.orientation)
     label_image = reorient(_to_image(labels, grid, acq), acq.orientation)
@@ -294,6 +296,7 @@ def generate_case(seed: int, all_organs: bool = False, spacing_xyz: Optional[Seq
         "seed": int(seed),
         "size_xyz": list(ct_image.GetSize()),
         "spacing_xyz": [round(float(v), 6) for v in ct_image.GetSpacing()],
+        "pixel_spacing_mm": round(acq.spacing_xyz[0], 6),
         "slice_thickness_mm": acq.spacing_xyz[2],
         "field_of_view_mm": round(acq.size_xyz[0] * acq.spacing_xyz[0], 1),
         "orientation": acq.orientation,
@@ -304,6 +307,7 @@ def generate_case(seed: int, all_organs: bool = False, spacing_xyz: Optional[Seq
         "patient_frame_offset_lps": [round(float(v), 3) for v in acq.offset],
         "pancreas_ml": round(float(np.count_nonzero(labels == 1)) * voxel_ml, 2),
         "pancreas_target_ml": round(anatomy.pancreas_target_ml, 2),
+        "pancreas_islands_removed_ml": round(islands * voxel_ml, 3),
         "hu_means": {m.name: round(float(mean[i]), 1) for i, m in enumerate(MATERIALS)},
         "landmarks_patient_frame": {k: [round(float(c), 2) for c in v] for k, v in anatomy.landmarks.items()},
         "seconds": {"render": round(rendered - start, 3), "total": round(time.perf_counter() - start, 3)},

@@ -863,13 +863,13 @@ def _pancreas(p: Patient) -> tuple[list[PaintOp], Tube, Shape, float, dict]:
     tube = calibrate_volume(centre_line, waves, lobulation, target)
     shape = Lobulated(tube, waves, lobulation)
     cleft_waves = Waves(rng, rng.uniform(7, 11), 12)
-    fat_fraction = rng.uniform(0.03, 0.18)
+    fat_fraction = rng.uniform(0.02, 0.12)
     half_width = NormalDist().inv_cdf(0.5 + fat_fraction / 2)
 
     def clefts(x, y, z, d):
         # Interlobular fat: thin septa along the zero sheets of band-limited noise, which carve
         # the gland into lobules; they widen near the surface where the lobules fray.
-        width = half_width * (1.0 + 0.8 * np.clip(1.0 + d / 4.0, 0, 1))
+        width = half_width * (1.0 + 0.5 * np.clip(1.0 + d / 4.0, 0, 1))
         return np.where(np.abs(cleft_waves(x, y, z)) < width, MAT["pancreas_fat"], MAT["pancreas"]).astype(np.uint8)
 
     separates = frozenset({MAT["liver"], MAT["spleen"], MAT["stomach_wall"]})
