@@ -493,6 +493,11 @@ class SegmentationJob:
             return JobStatus(self._state, self._fraction, self._message, self._error, elapsed)
 
     @property
+    def process(self) -> Optional[subprocess.Popen]:
+        """The `segment` process once started (None before)."""
+        return self._process
+
+    @property
     def running(self) -> bool:
         return self.poll().state == RUNNING
 
