@@ -99,7 +99,8 @@ not for clinical use.
 class AttentionUNetSegmentParameterNode:
     """Module state, saved with the scene.
 
-    inputVolume: the CT. modelPath: a model file/folder ("" = the bundled default).
+    inputVolume: the CT. model: the file name of a bundled model ("" = the default) or "custom",
+    then modelPath is the user's model file or folder.
     device: auto | cpu | cuda | mps. overlap: sliding-window overlap (quality).
     gate: overlay shown (a gate name, "max" or "none"). opacity: overlay opacity.
     outputSegmentation: the result segmentation (re-used on re-runs).
@@ -107,6 +108,7 @@ class AttentionUNetSegmentParameterNode:
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
+    model: str = ""
     modelPath: str = ""
     device: str = "auto"
     overlap: Annotated[float, WithinRange(0.0, 0.75)] = 0.5
@@ -172,6 +174,11 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self.ui.outputSegmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)",
                                                    self.ui.show3DButton.setSegmentationNode)
 
+        interactionNode = slicer.app.applicationLogic().GetInteractionNode()
+        if interactionNode:
+            self.addObserver(interactionNode, interactionNode.InteractionModeChangedEvent,
+                             self.onInteractionModeChanged)
+
         self.initializeParameterNode()
         self._startDeviceProbe()
 
@@ -186,8 +193,9 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
     def exit(self) -> None:
         self._setPlaceMode(False)
         if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
+            if self._parameterNodeGuiTag is not None:
+                self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+                self._parameterNodeGuiTag = None
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGuiFromParameterNode)
 
     def onSceneStartClose(self, caller, event) -> None:
@@ -222,8 +230,9 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
+            if self._parameterNodeGuiTag is not None:
+                self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+                self._parameterNodeGuiTag = None
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGuiFromParameterNode)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
@@ -238,14 +247,12 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self._updatingGui = True
         try:
             p = self._parameterNode
-            bundled = bundledModelPaths()
-            if p.modelPath and p.modelPath not in bundled:
-                self.ui.modelComboBox.setCurrentIndex(self.ui.modelComboBox.findData(self.CUSTOM_MODEL))
+            combo = self.ui.modelComboBox
+            index = combo.findData(p.model) if p.model else 0  # "" = the default, listed first
+            combo.setCurrentIndex(index if index >= 0 else combo.findData(self.CUSTOM_MODEL))
+            if self.ui.modelPathLineEdit.currentPath != p.modelPath:
                 self.ui.modelPathLineEdit.currentPath = p.modelPath
-            else:
-                index = self.ui.modelComboBox.findData(p.modelPath or (bundled[0] if bundled else self.CUSTOM_MODEL))
-                self.ui.modelComboBox.setCurrentIndex(max(index, 0))
-            custom = self.ui.modelComboBox.currentData == self.CUSTOM_MODEL
+            custom = combo.currentData == self.CUSTOM_MODEL
             self.ui.modelPathLineEdit.setVisible(custom)
             self.ui.modelPathLabel.setVisible(custom)
             deviceIndex = self.ui.deviceComboBox.findData(p.device)
@@ -273,19 +280,36 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         combo = self.ui.modelComboBox
         combo.clear()
         for path in bundledModelPaths():
-            name = os.path.splitext(os.path.basename(path))[0]
+            fileName = os.path.basename(path)
             label = (_("Bundled: pancreas (synthetic phantoms, not for clinical use)")
-                     if os.path.basename(path) == DEFAULT_MODEL_FILE else _("Bundled: {name}").format(name=name))
-            combo.addItem(label, path)
+                     if fileName == DEFAULT_MODEL_FILE else _("Bundled: {name}").format(name=os.path.splitext(fileName)[0]))
+            combo.addItem(label, fileName)
         combo.addItem(_("Model file or folder..."), self.CUSTOM_MODEL)
+
+    def _selectedModelPath(self) -> str:
+        """The model file/folder to run; InputError with a clear message when there is none."""
+        p = self._parameterNode
+        if p.model == self.CUSTOM_MODEL:
+            if not p.modelPath:
+                raise InputError(None, _("choose your model file (.pt) or model folder"))
+            if not os.path.exists(p.modelPath):
+                raise InputError(p.modelPath, _("does not exist; choose a model file (.pt) or folder"))
+            return p.modelPath
+        bundled = bundledModelPaths()
+        for path in bundled:
+            if os.path.basename(path) == (p.model or DEFAULT_MODEL_FILE):
+                return path
+        if not p.model and bundled:
+            return bundled[0]
+        raise InputError(os.path.join(resourcesDirectory(), "Models", p.model or DEFAULT_MODEL_FILE),
+                         _("bundled model is missing; reinstall the extension or choose a model file"))
 
     def onModelChanged(self, *args) -> None:
         if self._parameterNode is None or self._updatingGui:
             return
-        data = self.ui.modelComboBox.currentData
-        self._parameterNode.modelPath = (self.ui.modelPathLineEdit.currentPath if data == self.CUSTOM_MODEL
-                                         else (data or ""))
-        self._updateGuiFromParameterNode()
+        model, path = self.ui.modelComboBox.currentData or "", self.ui.modelPathLineEdit.currentPath  # read both first
+        self._parameterNode.model = model
+        self._parameterNode.modelPath = path
 
     def _startDeviceProbe(self) -> None:
         """Ask Slicer's Python (in a background process) for PyTorch and GPUs, to label the devices."""
@@ -346,12 +370,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         try:
             volume = p.inputVolume if p else None
             slicer_scene.check_input_volume(volume)
-            modelPath = p.modelPath or (bundledModelPaths() or [""])[0]
-            if not modelPath:
-                raise InputError(os.path.join(resourcesDirectory(), "Models"),
-                                 _("the bundled default model is missing; choose a model file"))
-            if not os.path.exists(modelPath):
-                raise InputError(modelPath, _("does not exist; choose a model file (.pt) or folder"))
+            modelPath = self._selectedModelPath()
             job = self.logic.create_job(volume, model_path=modelPath, device=p.device, overlap=p.overlap,
                                         point_world_ras=pointWorldRas, work_root=slicer.app.temporaryPath)
         except InputError as error:
@@ -506,6 +525,16 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         elif interactionNode.GetCurrentInteractionMode() == interactionNode.Place:
             interactionNode.SetCurrentInteractionMode(interactionNode.ViewTransform)
 
+    def onInteractionModeChanged(self, caller, event) -> None:
+        """Un-check the click button when the user leaves place mode another way (Esc, toolbar)."""
+        selectionNode = slicer.app.applicationLogic().GetSelectionNode()
+        placingOurPoint = (caller.GetCurrentInteractionMode() == caller.Place and self._observedPointNode is not None
+                           and selectionNode.GetActivePlaceNodeID() == self._observedPointNode.GetID())
+        if self.ui.clickToSegmentButton.checked and not placingOurPoint:
+            wasBlocked = self.ui.clickToSegmentButton.blockSignals(True)
+            self.ui.clickToSegmentButton.checked = False
+            self.ui.clickToSegmentButton.blockSignals(wasBlocked)
+
     def onPointPlaced(self, caller, event) -> None:
         node = caller
         while node.GetNumberOfControlPoints() > 1:  # one click point: the newest
@@ -558,7 +587,8 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self.ui.statusLabel.setStyleSheet("color: #d03030;")
         self.ui.statusLabel.text = message
         logging.error(f"AttentionUNetSegment: {message}" + (f"\n{details}" if details else ""))
-        slicer.util.errorDisplay(message, windowTitle=_("Attention U-Net Segment"), detailedText=details or None)
+        extra = {"detailedText": details} if details else {}
+        slicer.util.errorDisplay(message, windowTitle=_("Attention U-Net Segment"), **extra)
 
 
 #
