@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import struct
-import sys
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -30,7 +28,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputError
-from .phantom_anatomy import MAT, MATERIALS, ORGAN_LABELS, Anatomy, Grid, build_anatomy, render_materials
+from .phantom_anatomy import MATERIALS, ORGAN_LABELS, Anatomy, Grid, build_anatomy, render_materials
 
 SLICE_THICKNESSES_MM = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 5.0)
 SLICE_WEIGHTS = (0.2, 0.1, 0.1, 0.15, 0.15, 0.15, 0.15)
@@ -113,9 +111,12 @@ def _acquisition_grid(acq: Acquisition, subslices: int = 1) -> Grid:
 
 
 def subslices_for(thickness: float) -> int:
-    """Odd number of sub-slices that sample a slice profile at <= ~1.7 mm (centre one = label)."""
-    count = max(1, int(math.ceil(thickness / 1.7)))
-    return count if count % 2 == 1 else count + 1
+    """Sub-slices that integrate one slice's profile (odd, so the centre one gives the label).
+
+    Up to 2 mm a slice is sampled once; thicker slices are averaged over 3 sub-slices (0.8 to
+    1.7 mm apart), which gives their partial-volume blur at a third of the cost of 1 mm sampling.
+    """
+    return 1 if thickness <= 2.0 else 3
 
 
 # ------------------------------------------------------------------------------ intensities

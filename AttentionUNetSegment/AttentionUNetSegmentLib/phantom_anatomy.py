@@ -107,6 +107,8 @@ ORGAN_LABELS: dict[str, int] = {
 
 FAT = frozenset({MAT["fat_visceral"]})
 SOFT = frozenset({MAT["fat_visceral"], MAT["muscle"]})
+# The colon is painted before the upper abdominal organs; they may displace it.
+COLON = frozenset({MAT["colon_wall"], MAT["stool"], MAT["colon_air"]})
 
 # ---------------------------------------------------------------------------------------- grid
 
@@ -635,12 +637,12 @@ def _stomach_fill(rng: np.random.Generator, air_level: float, food: bool) -> Fil
 
 def _bowel_fill(rng: np.random.Generator, kind: str, air_level: Optional[float],
                 fluid: int, air: int) -> Filler:
-    waves = Waves(rng, 6.0)
+    waves = Waves(rng, 5.0, 16)
 
     def fill(x, y, z, d):
         if kind == "stool":  # faeces: mottled gas and solid matter
             noise = waves(x, y, z)
-            content = np.where(noise > 0.75, MAT["colon_air"], MAT["stool"]).astype(np.uint8)
+            content = np.where(noise > 1.1, MAT["colon_air"], MAT["stool"]).astype(np.uint8)
         else:
             content = np.full(x.shape, fluid, np.uint8)
         if air_level is not None:
@@ -738,14 +740,14 @@ def _ribs(p: Patient, cavity: Section, pitch: float = 34.0) -> list[PaintOp]:
     for rib in range(8, 13):
         z_head = (12 - rib) * pitch + 30 + rng.normal(0, 3)
         reach = {8: 0.93, 9: 0.88, 10: 0.8, 11: 0.55, 12: 0.38}[rib] * math.pi
-        drop = rng.uniform(55, 85) * (1.0 if rib < 11 else 0.6)
+        drop = rng.uniform(90, 130) * (1.0 if rib < 11 else 0.7)
         for side in (-1, 1):
             angles = np.linspace(0.22 * math.pi, reach, 12)
             pts = []
             for a in angles:
                 xy = cavity.boundary_point(a, outward=5.0)
                 frac = (a - angles[0]) / (math.pi - angles[0])
-                pts.append((side * abs(xy[0]), xy[1], z_head - drop * frac ** 1.2))
+                pts.append((side * abs(xy[0]), xy[1], z_head - drop * frac))
             bony = int(len(pts) * (0.78 if rib <= 10 else 1.0))
             radius = rng.uniform(4.5, 6.0)
             ops.append(PaintOp(f"rib {rib}", Tube(pts[:bony + 1], [radius] * (bony + 1), metric=(1, 1, 1.35), step=6),
@@ -788,7 +790,7 @@ def _kidneys(p: Patient) -> tuple[list[PaintOp], dict[str, Shape]]:
         ops.append(PaintOp(f"kidney {tag}", kidney, [(0.0, cortex), (cortical, pyramids)],
                            replace=SOFT, halo=(2.5, MAT["fat_visceral"], frozenset({MAT["muscle"]}))))
         pelvis = Ellipsoid(sinus.centre + hilum_dir * 4, radii * np.array([0.25, 0.22, 0.18]), frame)
-        ops.append(PaintOp(f"renal sinus {tag}", Cut(sinus, [], 0.0), [(0.0, MAT["renal_sinus_fat"])],
+        ops.append(PaintOp(f"renal sinus {tag}", sinus, [(0.0, MAT["renal_sinus_fat"])],
                            replace=frozenset({cortex, medulla, MAT["fat_visceral"]})))
         ops.append(PaintOp(f"renal pelvis {tag}", pelvis, [(0.0, MAT["urine"])],
                            replace=frozenset({MAT["renal_sinus_fat"], cortex, medulla, MAT["fat_visceral"]})))
@@ -807,9 +809,8 @@ def _liver(p: Patient) -> tuple[list[PaintOp], Shape]:
     low = rng.uniform(-45, -20)  # how far the right lobe reaches down (Riedel's lobe when low)
     # Inferior surface: plane through (x=-120, z=low) rising ~0.55 mm per mm towards the left.
     slope = rng.uniform(0.45, 0.65)
-    cut = HalfSpace((slope, 0.22, -1.0), slope * -120 + 0.22 * 0 - low)
-    base = Cut(Union(right, left, caudate), [], 0.0)
-    liver = Lobulated(_Intersect(base, cut), Waves(rng, 60.0, 6), 4.0)
+    cut = HalfSpace((slope, 0.22, -1.0), -120.0 * slope - low)
+    liver = Lobulated(_Intersect(Union(right, left, caudate), cut), Waves(rng, 60.0, 6), 4.0)
     return [PaintOp("liver", liver, [(0.0, MAT["liver"])], replace=FAT)], liver
 
 
@@ -835,8 +836,9 @@ def _spleen(p: Patient) -> tuple[list[PaintOp], Shape, np.ndarray]:
     radii = np.array([rng.uniform(45, 58), rng.uniform(18, 26), rng.uniform(42, 55)]) * p.scale
     body = Ellipsoid(centre, radii, frame)
     hilum = centre - frame[:, 1] * radii[1] * 1.9
-    spleen = Lobulated(Cut(body, [Ellipsoid(hilum, radii * np.array([0.8, 1.3, 0.7]), frame)]), Waves(rng, 35.0, 6), 2.5)
-    op = PaintOp("spleen", spleen, [(0.0, MAT["spleen"])], replace=SOFT)
+    notch = Ellipsoid(hilum, radii * np.array([0.8, 1.3, 0.7]), frame)  # the concave visceral surface
+    spleen = Lobulated(Cut(body, [notch]), Waves(rng, 35.0, 6), 2.5)
+    op = PaintOp("spleen", spleen, [(0.0, MAT["spleen"])], replace=FAT)
     return [op], spleen, centre - frame[:, 1] * radii[1] * 0.9
 
 
@@ -872,14 +874,14 @@ def _pancreas(p: Patient) -> tuple[list[PaintOp], Tube, Shape, float, dict]:
         width = half_width * (1.0 + 0.5 * np.clip(1.0 + d / 4.0, 0, 1))
         return np.where(np.abs(cleft_waves(x, y, z)) < width, MAT["pancreas_fat"], MAT["pancreas"]).astype(np.uint8)
 
-    separates = frozenset({MAT["liver"], MAT["spleen"], MAT["stomach_wall"]})
-    ops = [PaintOp("pancreas", shape, [(0.0, clefts)], replace=SOFT | separates,
+    separates = frozenset({MAT["liver"], MAT["spleen"], MAT["stomach_wall"]}) | COLON
+    ops = [PaintOp("pancreas", shape, [(0.0, clefts)], replace=FAT | separates,
                    halo=(rng.uniform(1.5, 3.0), MAT["fat_visceral"], separates))]
     duct = Tube(pts[2:], np.full(len(pts) - 2, rng.uniform(0.9, 1.6)), metric=metric, step=4)
     ops.append(PaintOp("pancreatic duct", duct, [(0.0, MAT["pancreatic_duct"])],
                        replace=frozenset({MAT["pancreas"], MAT["pancreas_fat"]})))
-    landmarks = {"pancreas_head": pts[3].tolist(), "pancreas_neck": pts[5].tolist(),
-                 "pancreas_tail": pts[-1].tolist()}
+    landmarks = {"pancreas_uncinate": pts[1].tolist(), "pancreas_head": pts[3].tolist(),
+                 "pancreas_neck": pts[5].tolist(), "pancreas_tail": pts[-1].tolist()}
     return ops, tube, shape, target, landmarks
 
 
@@ -927,40 +929,90 @@ def _duodenum(p: Patient, head: np.ndarray, head_radius: float) -> tuple[list[Pa
         tube = tube.scaled(0.65)
     else:
         layers.append((wall, _bowel_fill(rng, "fluid", air, MAT["duodenum_fluid"], MAT["duodenum_air"])))
-    op = PaintOp("duodenum", tube, layers, replace=SOFT | {MAT["liver"], MAT["pancreas"], MAT["pancreas_fat"]},
-                 halo=(2.0, MAT["fat_visceral"], frozenset({MAT["liver"]})))
+    op = PaintOp("duodenum", tube, layers, replace=FAT | COLON | {MAT["liver"], MAT["pancreas"], MAT["pancreas_fat"]},
+                 halo=(2.0, MAT["fat_visceral"], COLON | {MAT["liver"]}))
     return [op], tube
 
 
-def _stomach(p: Patient) -> tuple[list[PaintOp], Tube]:
+def push_clear(points: np.ndarray, radii: np.ndarray, obstacles: Sequence[Shape], gap: float,
+               direction: Sequence[float], rounds: int = 6) -> np.ndarray:
+    """Move each control point along `direction` until its tube clears every obstacle by `gap`.
+
+    Organs are drawn independently, so a distended stomach could land on the pancreas; real
+    viscera slide away from each other (the lesser sac keeps the stomach in front of the gland).
+    """
+    moved = np.array(points, float)
+    step = np.asarray(direction, float) / np.linalg.norm(direction)
+    for i in range(len(moved)):
+        for _ in range(rounds):
+            x, y, z = (np.array([c]) for c in moved[i])
+            clearance = min(float(np.min(o.sdf(x, y, z))) for o in obstacles)
+            deficit = radii[i] + gap - clearance
+            if deficit <= 0:
+                break
+            moved[i] += step * (deficit + 1.0)
+    return moved
+
+
+def _stomach(p: Patient, keep_clear: Sequence[Shape]) -> tuple[list[PaintOp], Tube]:
     """J-shaped: fundus under the left diaphragm, body anterior to the pancreas, antrum to pylorus."""
     rng = p.rng
     fill_scale = rng.uniform(0.75, 1.1)  # distension
     pts = p.path([(55, 5, 100), (72, -25, 78), (62, -60, 55), (38, -80, 38), (10, -86, 28), (-12, -78, 24)],
                  5.0, retro=False)
     radii = np.array([30, 36, 32, 24, 18, 11]) * fill_scale
+    pts[:-1] = push_clear(pts[:-1], radii[:-1] + 3.0, keep_clear, 2.0, (0, -1, 0.3))  # the pylorus meets D1
     tube = Tube(pts, radii, step=8)
     shape = Lobulated(tube, Waves(rng, 25.0, 8), 3.0)
     air = float(pts[:, 1].min() - radii.max() * rng.uniform(0.2, 0.9)) if rng.random() < 0.85 else -1e4
     fill = _stomach_fill(rng, air, food=rng.random() < 0.35)
-    separates = frozenset({MAT["liver"], MAT["spleen"]})
+    separates = frozenset({MAT["liver"], MAT["spleen"]}) | COLON
     op = PaintOp("stomach", shape, [(0.0, MAT["stomach_wall"]), (rng.uniform(3.0, 5.5), fill)],
-                 replace=SOFT | separates, halo=(2.0, MAT["fat_visceral"], separates))
+                 replace=FAT | separates, halo=(2.0, MAT["fat_visceral"], separates))
     return [op], tube
 
 
-def _gallbladder(p: Patient) -> list[PaintOp]:
+def _gallbladder(p: Patient, keep_clear: Sequence[Shape]) -> list[PaintOp]:
+    """A pear in the gallbladder fossa under the liver, lateral/anterior to the duodenum."""
     if p.rng.random() < 0.1:  # cholecystectomy
         return []
     frame = _rotation((0.2, -0.5, 1.0), (1, 0, 0))
-    gb = Ellipsoid(p.jitter((-64, -82, 10), 6), np.array([p.rng.uniform(25, 40), 13, 15]), frame)
+    radii = np.array([p.rng.uniform(25, 40), 13, 15])
+    centre = push_clear(p.jitter((-64, -82, 10), 6)[None], [15.0], keep_clear, 3.0, (-0.6, -1, 0))[0]
+    gb = Ellipsoid(centre, radii, frame)
     return [PaintOp("gallbladder", gb, [(0.0, MAT["gallbladder_wall"]), (p.rng.uniform(1.5, 2.5), MAT["bile"])],
-                    replace=SOFT | {MAT["liver"]})]
+                    replace=FAT | COLON | {MAT["liver"]})]
 
 
-def _vessels(p: Patient, spleen_hilum: np.ndarray, kidneys: dict[str, Shape]) -> tuple[list[PaintOp], dict]:
-    """Aorta and IVC along the spine; the portal system and arteries around the pancreas."""
+def _along_surface(tube: Tube, start: int, stop: int, every: float, dy: float, dz: float,
+                   rng: np.random.Generator, wobble: float = 0.0) -> np.ndarray:
+    """Points following the gland from sample `start` to `stop`, offset to its surface.
+
+    `dy`/`dz` are in units of the local half-thickness (1 = on the surface): (1, 0) runs along
+    the posterior surface, (0.2, 1) along the upper border.
+    """
+    step = max(1, int(round(every / max(np.linalg.norm(np.diff(tube.centre, axis=0), axis=1).mean(), 1e-3))))
+    index = list(range(start, stop, step if stop > start else -step)) + [stop]
+    half_y = tube.radius[index] / tube.metric[1]
+    half_z = tube.radius[index] / tube.metric[2]
+    offset = np.stack([np.zeros(len(index)), dy * half_y, dz * half_z], axis=1)
+    return tube.centre[index] + offset + rng.normal(0, wobble, (len(index), 3))
+
+
+def _vessels(p: Patient, spleen_hilum: np.ndarray, kidneys: dict[str, Shape], pancreas: Tube,
+             landmarks: dict) -> tuple[list[PaintOp], dict]:
+    """Aorta and IVC along the spine; the portal system and arteries around the pancreas.
+
+    The splenic vein runs in a groove on the back of the body and tail, the portal confluence
+    lies behind the neck and the SMV in front of the uncinate process, so their course is
+    derived from the gland itself.
+    """
     rng = p.rng
+
+    def nearest(name: str) -> int:
+        return int(np.argmin(np.linalg.norm(pancreas.centre - landmarks[name], axis=1)))
+
+    neck, uncinate, tail = nearest("pancreas_neck"), nearest("pancreas_uncinate"), len(pancreas.centre) - 1
     y0 = p.spine_y
     ops: list[PaintOp] = []
     everything_soft = SOFT | {MAT["pancreas"], MAT["pancreas_fat"], MAT["pancreatic_duct"], MAT["liver"]}
@@ -979,14 +1031,18 @@ def _vessels(p: Patient, spleen_hilum: np.ndarray, kidneys: dict[str, Shape]) ->
                                                 [2.5, 4.5, 6.0], step=6),
                            [(0.0, MAT["ivc"])], replace=frozenset({MAT["liver"]})))
 
-    confluence = p.jitter((-8, -52, 6), 1.5) + p.shift
-    porta = p.jitter((-42, -38, 42), 4) + p.shift * 0.5
     r_pv = rng.uniform(6, 8)
+    neck_half_y = pancreas.radius[neck] / pancreas.metric[1]
+    confluence = pancreas.centre[neck] + np.array([-2.0, neck_half_y + r_pv - 2.5, -3.0]) + rng.normal(0, 1, 3)
+    porta = p.jitter((-42, -38, 42), 4) + p.shift * 0.5
     portal = Tube([confluence, (confluence + porta) / 2 + rng.normal(0, 2, 3), porta], [r_pv, r_pv, r_pv - 0.5], step=5)
-    smv = Tube(np.vstack([confluence, p.path([(-11, -58, -18), (-13, -64, -45), (-15, -72, -90)], 2.0)]),
+    unc = pancreas.centre[uncinate]
+    in_front = unc + np.array([6.0, -(pancreas.radius[uncinate] / pancreas.metric[1] + 6.5), 0.0])
+    smv = Tube(np.vstack([confluence, in_front + rng.normal(0, 1, 3), p.path([(-13, -66, -50), (-15, -72, -90)], 2.0)]),
                [r_pv - 1, 5.5, 4.5, 4.0], step=5)
-    splenic = Tube(np.vstack([confluence, p.path([(20, -48, 12), (48, -32, 20), (72, -12, 28)], 2.5),
-                              spleen_hilum]), [4.5, 4.5, 4.5, 4.5, 4.0], step=5)
+    r_sv = rng.uniform(3.8, 5.0)
+    groove = _along_surface(pancreas, neck, tail - 2, 14.0, 1.0 + (r_sv - 1.5) / 9.0, 0.2, rng, 1.0)
+    splenic = Tube(np.vstack([confluence, groove[1:], spleen_hilum]), [r_sv] * (len(groove) + 1), step=5)
     portal_layers = [(0.0, MAT["portal_vein"])]
     for name, tube in (("portal vein", portal), ("SMV", smv), ("splenic vein", splenic)):
         ops.append(PaintOp(name, tube, portal_layers, replace=everything_soft))
@@ -1004,11 +1060,12 @@ def _vessels(p: Patient, spleen_hilum: np.ndarray, kidneys: dict[str, Shape]) ->
     celiac_end = p.jitter((12, -52, celiac_origin[2] + 4), 2)
     hepatic = Tube([celiac_end, p.jitter((-20, -60, 34), 3), porta + np.array([5, -8, 3])], [3.2, 3.0, 2.5], step=4)
     # The splenic artery is tortuous along the upper border of the pancreas.
-    sa_pts = [celiac_end] + [p.jitter(q, 4) + p.shift for q in [(30, -54, 30), (50, -38, 34), (72, -20, 38)]] + [spleen_hilum]
-    splenic_artery = Tube(sa_pts, [3.0, 3.0, 2.8, 2.6, 2.4], step=3)
-    celiac = Tube([sma_origin + np.array([0, 4, sma_origin[2] * 0 + (celiac_origin[2] - sma_origin[2])]), celiac_end],
-                  [3.6, 3.4], step=4)
-    for name, tube in (("SMA", sma), ("celiac", celiac), ("hepatic artery", hepatic), ("splenic artery", splenic_artery)):
+    border = _along_surface(pancreas, neck + 2, tail - 2, 18.0, 0.4, 1.35, rng, 3.0)
+    sa_pts = np.vstack([celiac_end, border, spleen_hilum + np.array([0, 0, 6])])
+    splenic_artery = Tube(sa_pts, np.linspace(3.0, 2.4, len(sa_pts)), step=3)
+    celiac = Tube([celiac_origin + np.array([0, 4, 0]), celiac_end], [3.6, 3.4], step=4)
+    arteries = (("SMA", sma), ("celiac", celiac), ("hepatic artery", hepatic), ("splenic artery", splenic_artery))
+    for name, tube in arteries:
         ops.append(PaintOp(name, tube, art, replace=SOFT))
     # Left renal vein: from the hilum, between the SMA (front) and the aorta (behind), into the IVC.
     for tag in ("l", "r"):
@@ -1036,7 +1093,7 @@ def _vessels(p: Patient, spleen_hilum: np.ndarray, kidneys: dict[str, Shape]) ->
                  "sma": sma, "landmarks": landmarks}
 
 
-def _colon(p: Patient) -> tuple[list[PaintOp], list[Tube]]:
+def _colon(p: Patient, keep_clear: Sequence[Shape]) -> tuple[list[PaintOp], list[Tube]]:
     """Ascending (right), hepatic flexure, sagging transverse (anterior), splenic flexure, descending."""
     rng = p.rng
     fv = p.fat_visceral
@@ -1045,6 +1102,7 @@ def _colon(p: Patient) -> tuple[list[PaintOp], list[Tube]]:
                   (0, -108 - 25 * fv, -25 + sag), (50, -98 - 20 * fv, -5 + sag), (90, -40, 38),
                   (106, -10, 0), (100, -2, -50), (96, -6, -110)], 6.0, retro=False)
     radii = np.array([24, 24, 22, 20, 20, 20, 18, 17, 16, 16]) * rng.uniform(0.8, 1.15)
+    pts[2:7] = push_clear(pts[2:7], radii[2:7] + 4.0, keep_clear, 3.0, (0, -1, -0.5))  # hangs in front
     tube = Tube(pts, radii, step=8)
     shape = Lobulated(tube, Waves(rng, 20.0, 8), 2.5)  # haustra-ish bulges
     air = float(pts[:, 1].min() - rng.uniform(0, 15))
@@ -1167,22 +1225,22 @@ def build_anatomy(rng: np.random.Generator) -> Anatomy:
     ops += _ribs(p, cavity)
     kidney_ops, kidney_shapes = _kidneys(p)
     ops += kidney_ops
-    liver_ops, liver = _liver(p)
-    ops += liver_ops
-    spleen_ops, spleen, hilum = _spleen(p)
-    ops += spleen_ops
-    ops += _gallbladder(p)
-    stomach_ops, stomach = _stomach(p)
-    ops += stomach_ops
+    # The pancreas and the duodenal C-loop are placed first; stomach, colon and gallbladder are
+    # then moved clear of them (drawn independently they could overlap the gland).
     pancreas_ops, pancreas_tube, pancreas, target, landmarks = _pancreas(p)
-    ops += pancreas_ops
     head_index = int(np.argmin(np.linalg.norm(pancreas_tube.centre - landmarks["pancreas_head"], axis=1)))
     duodenum_ops, duodenum = _duodenum(p, pancreas_tube.centre[head_index], float(pancreas_tube.radius[head_index]))
-    ops += duodenum_ops
-    vessel_ops, vessels = _vessels(p, hilum, kidney_shapes)
-    ops += vessel_ops
-    colon_ops, colon = _colon(p)
+    spleen_ops, spleen, hilum = _spleen(p)
+    stomach_ops, stomach = _stomach(p, [pancreas_tube, duodenum, spleen])
+    colon_ops, colon = _colon(p, [pancreas_tube, duodenum, stomach])
+    gallbladder_ops = _gallbladder(p, [pancreas_tube, duodenum])
+    # The colon is painted first among the viscera: solid organs displace it and the liver
+    # moulds around the hepatic flexure, instead of bowel filling every fat gap between organs.
     ops += colon_ops
+    liver_ops, liver = _liver(p)
+    ops += liver_ops + spleen_ops + gallbladder_ops + stomach_ops + pancreas_ops + duodenum_ops
+    vessel_ops, vessels = _vessels(p, hilum, kidney_shapes, pancreas_tube, landmarks)
+    ops += vessel_ops
     obstacles = [kidney_shapes["kidney_r"], kidney_shapes["kidney_l"], liver, spleen, stomach, pancreas_tube,
                  duodenum, vessels["aorta"], vessels["ivc"], vessels["sma"], vessels["smv"], *colon,
                  EllipticCylinder((0, p.spine_y, 0), 40, 30, 400)]

@@ -11,7 +11,6 @@ import json
 import struct
 import time
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -253,7 +252,8 @@ def test_cli_writes_the_decathlon_layout_and_refuses_to_clobber(tmp_path, fast_c
         assert entry["image"].endswith("_0000.nii.gz")
         assert image.GetPixelID() == sitk.sitkInt16 and label.GetPixelID() == sitk.sitkUInt8
         assert image.GetSize() == label.GetSize()
-        assert np.allclose(image.GetOrigin(), label.GetOrigin()) and np.allclose(image.GetDirection(), label.GetDirection())
+        assert np.allclose(image.GetOrigin(), label.GetOrigin())
+        assert np.allclose(image.GetDirection(), label.GetDirection())
         # Byte-identical to the same seed generated in this process: deterministic per seed.
         assert np.array_equal(sitk.GetArrayViewFromImage(image), sitk.GetArrayViewFromImage(expected.ct))
         assert np.array_equal(sitk.GetArrayViewFromImage(label), sitk.GetArrayViewFromImage(expected.labels))
