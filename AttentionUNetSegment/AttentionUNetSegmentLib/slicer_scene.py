@@ -191,12 +191,44 @@ def same_grid(image: sitk.Image, volume_node, tolerance_mm: float = 1e-3) -> boo
             and np.allclose(image.GetDirection(), direction, rtol=0, atol=1e-5))
 
 
-def _set_voxels(volume_node, array_zyx: np.ndarray, reference_node) -> None:
-    """Give `volume_node` the reference's exact IJK-to-RAS and a copy of `array_zyx`."""
+def _voxel_buffer(volume_node, shape_zyx: Sequence[int], dtype, reference_node) -> np.ndarray:
+    """A writable (k, j, i) view of `volume_node`'s voxels with the reference's exact IJK-to-RAS.
+
+    Re-uses the node's existing voxel memory when size and type already match (re-runs), so large
+    results are written once, in place. Call `_voxels_modified` after filling it.
+    """
     matrix = vtk.vtkMatrix4x4()
     reference_node.GetIJKToRASMatrix(matrix)
     volume_node.SetIJKToRASMatrix(matrix)
-    slicer.util.updateVolumeFromArray(volume_node, array_zyx)
+    vtk_type = numpy_support.get_vtk_array_type(np.dtype(dtype))
+    dims = (int(shape_zyx[2]), int(shape_zyx[1]), int(shape_zyx[0]))
+    image = volume_node.GetImageData()
+    if image is None:
+        image = vtk.vtkImageData()
+        volume_node.SetAndObserveImageData(image)
+    scalars = image.GetPointData().GetScalars()
+    if (image.GetDimensions() != dims or scalars is None or scalars.GetDataType() != vtk_type
+            or scalars.GetNumberOfComponents() != 1):
+        image.SetDimensions(dims)
+        image.AllocateScalars(vtk_type, 1)
+    return _array_view(volume_node)
+
+
+def _voxels_modified(volume_node) -> None:
+    """The notifications Slicer sends when a volume's voxels change (as slicer.util does)."""
+    image = volume_node.GetImageData()
+    image.GetPointData().GetScalars().Modified()
+    image.Modified()
+    volume_node.StorableModified()
+    volume_node.Modified()
+    volume_node.InvokeEvent(slicer.vtkMRMLVolumeNode.ImageDataModifiedEvent, volume_node)
+
+
+def _set_voxels(volume_node, array_zyx: np.ndarray, reference_node) -> None:
+    """Give `volume_node` the reference's exact IJK-to-RAS and a copy of `array_zyx`."""
+    buffer = _voxel_buffer(volume_node, array_zyx.shape, array_zyx.dtype, reference_node)
+    buffer[...] = array_zyx
+    _voxels_modified(volume_node)
 
 
 def ct_warnings(image: sitk.Image, name: str) -> list[str]:
@@ -796,12 +828,9 @@ class AttentionUNetSegmentSceneLogic:
         scene = self.scene
         existing = self.overlay_nodes_for(volume_node)
         arrays = {name: sitk.GetArrayViewFromImage(image) for name, image in sorted(attention.items())}
-        if arrays:
-            arrays[MAX_GATE] = np.maximum.reduce(list(arrays.values())) if len(arrays) > 1 else \
-                np.array(next(iter(arrays.values())))
         color_node = self.attention_color_node() if arrays else None
         nodes: dict[str, Any] = {}
-        for name, values in arrays.items():
+        for name in list(arrays) + ([MAX_GATE] if arrays else []):
             node = existing.pop(name, None)
             if node is None:
                 title = "attention max over gates" if name == MAX_GATE else f"attention {name}"
@@ -809,21 +838,30 @@ class AttentionUNetSegmentSceneLogic:
                 volume_node.SetNodeReferenceID(OVERLAY_ROLE_PREFIX + name, node.GetID())
             node.SetAttribute(GATE_ATTRIBUTE, name)
             node.SetAttribute(MODULE_ATTRIBUTE, "attention")
-            _set_voxels(node, values.astype(np.float32, copy=False), volume_node)
-            node.SetAndObserveTransformNodeID(volume_node.GetTransformNodeID())
+            # Display first: with a fixed 0..1 window Slicer computes no histogram of the voxels.
             self._configure_overlay_display(node, color_node)
+            shape = next(iter(arrays.values())).shape
+            buffer = _voxel_buffer(node, shape, np.float32, volume_node)
+            if name == MAX_GATE:   # computed in place in the node's own memory: no temporary copies
+                gates = list(arrays.values())
+                buffer[...] = gates[0]
+                for other in gates[1:]:
+                    np.maximum(buffer, other, out=buffer)
+            else:
+                buffer[...] = arrays[name]
+            _voxels_modified(node)
+            node.SetAndObserveTransformNodeID(volume_node.GetTransformNodeID())
             nodes[name] = node
         for name, stale in existing.items():  # gates of an earlier model that this one lacks
             volume_node.RemoveNodeReferenceIDs(OVERLAY_ROLE_PREFIX + name)
             scene.RemoveNode(stale)
         return nodes
 
-    @staticmethod
-    def _configure_overlay_display(node, color_node) -> None:
+    def _configure_overlay_display(self, node, color_node) -> None:
         display = node.GetDisplayNode()
         if display is None:
-            node.CreateDefaultDisplayNodes()
-            display = node.GetDisplayNode()
+            display = self.scene.AddNewNodeByClass("vtkMRMLScalarVolumeDisplayNode")
+            node.SetAndObserveDisplayNodeID(display.GetID())
         was_modifying = display.StartModify()
         display.SetAndObserveColorNodeID(color_node.GetID())
         display.AutoWindowLevelOff()
