@@ -523,6 +523,19 @@ def test_job_runs_the_segment_command_and_the_result_fills_the_scene(mrml, finis
     assert applied.volume_ml["Pancreas"] == pytest.approx(output.summary["volume_ml"]["Pancreas"], rel=1e-6)
 
 
+def test_in_process_run_gives_the_same_result_as_the_job(finished_job, small_ct, tiny_model_path):
+    job, status, files, _ = finished_job
+    assert status.state == ss.SUCCEEDED
+    messages = []
+    output = ss.run_segmentation_in_process(small_ct, tiny_model_path, device="cpu", overlap=0.0,
+                                            progress=lambda fraction, message: messages.append(fraction))
+    np.testing.assert_array_equal(sitk.GetArrayViewFromImage(output.labelmap), files["labels"])
+    for gate in ("gate2", "gate3", "gate4"):
+        np.testing.assert_allclose(sitk.GetArrayViewFromImage(output.attention[gate]),
+                                   files[f"attention_{gate}.nrrd"], atol=1e-6)
+    assert output.labels == job.result().labels and messages[-1] == 1.0
+
+
 def test_job_command_line_contract(small_ct, tmp_path):
     job = ss.SegmentationJob(small_ct, model_path="/models/m.pt", device="cuda", overlap=0.25,
                              point_ras=(-12.5, 30.0, -7.25), python_executable="/py")
