@@ -572,6 +572,13 @@ def _train(config: TrainConfig, dataset_dir: Path, out: Path, resume: bool, over
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=config.batch_size, num_workers=config.num_workers,
             pin_memory=device.type == "cuda")
+        # Channels-last makes oneDNN's 3D convolutions ~1.7x faster on CPU (measured: 1.6 vs
+        # 2.8 s per step at 64x96x96, batch 2). Re-applied every epoch because validation
+        # (inference) hands the model back in the default layout. Not under DDP: its gradient
+        # buckets are laid out for the parameters' layout at wrap time.
+        channels_last = device.type == "cpu" and not ctx.enabled
+        if channels_last:
+            model.to(memory_format=torch.channels_last_3d)
         model.train()
         reporter.start_bar()
         loss_sum, lr = 0.0, config.base_lr
@@ -586,6 +593,8 @@ def _train(config: TrainConfig, dataset_dir: Path, out: Path, resume: bool, over
             augment_rng.manual_seed(_seed_of(config.seed, ctx.rank, epoch, it, 1))
             image, label = augment_batch(image, label, config.augmentation, augment_rng, pad,
                                          config.spacing_zyx)
+            if channels_last:
+                image = image.contiguous(memory_format=torch.channels_last_3d)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 logits = model(image)                       # (B, K, z, y, x)
             loss = loss_fn(logits, label)                   # float32
