@@ -685,44 +685,28 @@ def _body(p: Patient) -> tuple[list[PaintOp], Section, Section]:
     return ops, skin, cavity
 
 
-def _spine(p: Patient) -> tuple[list[PaintOp], dict]:
-    """Vertebrae T10-L4 (cortex, marrow, posterior elements), discs, canal, psoas, quadratus."""
-    ops: list[PaintOp] = []
-    rng = p.rng
-    y0 = p.spine_y
-    pitch = rng.uniform(32, 37) * p.scale
-    rx, ry = rng.uniform(20, 24) * p.scale, rng.uniform(15, 18) * p.scale
-    canal = Tube([(0, y0 + ry + 9, -300), (0, y0 + ry + 9, 300)], [9.0, 9.0], metric=(0.85, 1.1, 1), step=100)
-    ops.append(PaintOp("spinal canal", canal, [(0.0, MAT["spinal_canal"])], replace=SOFT))
-    bone = [(0.0, MAT["bone_cortex"]), (1.4, MAT["bone_marrow"])]
-    levels = {}
-    for k in range(-4, 5):  # L1 is k = 0; negative k are caudal
-        zc = k * pitch
-        yc = y0
-        height = pitch - rng.uniform(7.5, 9.5)
-        name = ("T12", "T11", "T10", "T9")[k - 1] if k > 0 else f"L{1 - k}"
-        levels[name] = [0.0, yc, zc]
-        ops.append(PaintOp(f"{name} body", EllipticCylinder((0, yc, zc), rx, ry, height / 2), bone))
-        ops.append(PaintOp(f"{name}-disc", EllipticCylinder((0, yc, zc - pitch / 2), rx * 0.98, ry * 0.98,
-                                                           (pitch - height) / 2), [(0.0, MAT["disc"])]))
-        zp = zc + 0.15 * height
-        canal_y = yc + ry + 9
-        lumbar = k <= 0
-        parts = []
-        for side in (-1, 1):
-            # Pedicles and laminae are plates several mm high: stretch them in z (metric < 1).
-            parts.append(Tube([(side * 9, yc + ry - 2, zp), (side * 12, canal_y + 2, zp)], [4.5, 4.5],
-                              metric=(1, 1, 0.45), step=50))
-            parts.append(Tube([(side * 12, canal_y + 2, zp), (side * 6, canal_y + 11, zp - 4),
-                               (0, canal_y + 13, zp - 5)], [4.0, 3.5, 3.5], metric=(1, 1, 0.35), step=4))
-            tip = (side * (rng.uniform(38, 46) if lumbar else 30), canal_y + (4 if lumbar else 10), zp)
-            parts.append(Tube([(side * 12, canal_y + 1, zp), tip], [3.5, 2.5], metric=(1, 1, 0.8), step=50))
-        spinous = Tube([(0, canal_y + 12, zp - 5), (0, canal_y + 40, zp - 14)], [4.0, 4.5],
-                       metric=(1.6, 1, 0.4), step=50)
-        parts.append(spinous)
-        ops.append(PaintOp(f"{name} arch", Union(*parts), [(0.0, MAT["bone_cortex"]), (1.2, MAT["bone_marrow"])],
-                           replace=SOFT | {MAT["spinal_canal"], MAT["fat_subcutaneous"]}))
-    # Psoas: small at L1, thick by L4, alongside the vertebral bodies.
+def _vertebral_arch(rng: np.random.Generator, canal_y: float, body_back: float, z: float, lumbar: bool) -> Shape:
+    """Pedicles, laminae, transverse and spinous processes around the canal at height `z`.
+
+    They are plates several mm high, so they are stretched in z (metric < 1); lumbar transverse
+    processes are long and flat, thoracic ones short and angled back towards the ribs.
+    """
+    parts = []
+    for side in (-1, 1):
+        parts.append(Tube([(side * 9, body_back - 2, z), (side * 12, canal_y + 2, z)], [4.5, 4.5],
+                          metric=(1, 1, 0.45), step=50))
+        parts.append(Tube([(side * 12, canal_y + 2, z), (side * 6, canal_y + 11, z - 4), (0, canal_y + 13, z - 5)],
+                          [4.0, 3.5, 3.5], metric=(1, 1, 0.35), step=4))
+        tip = (side * (rng.uniform(38, 46) if lumbar else 30), canal_y + (4 if lumbar else 10), z)
+        parts.append(Tube([(side * 12, canal_y + 1, z), tip], [3.5, 2.5], metric=(1, 1, 0.8), step=50))
+    parts.append(Tube([(0, canal_y + 12, z - 5), (0, canal_y + 40, z - 14)], [4.0, 4.5], metric=(1.6, 1, 0.4), step=50))
+    return Union(*parts)
+
+
+def _back_muscles(p: Patient, body_half_width: float) -> list[PaintOp]:
+    """Psoas (small at L1, thick by L4, beside the vertebral bodies) and quadratus lumborum."""
+    ops = []
+    y0, rx = p.spine_y, body_half_width
     for side in (-1, 1):
         psoas = Tube([(side * (rx + 8), y0 - 2, 60), (side * (rx + 14), y0 - 4, 0), (side * (rx + 24), y0 - 8, -70),
                       (side * (rx + 30), y0 - 12, -150)], [3.0, 9.0, 17.0, 22.0], metric=(1, 1.1, 1), step=8)
@@ -730,7 +714,33 @@ def _spine(p: Patient) -> tuple[list[PaintOp], dict]:
         quadratus = Tube([(side * 55, y0 + 32, 30), (side * 62, y0 + 30, -40), (side * 68, y0 + 28, -150)],
                          [6.0, 13.0, 16.0], metric=(0.8, 1.3, 1), step=10)
         ops.append(PaintOp("quadratus lumborum", quadratus, [(0.0, MAT["muscle"])], replace=FAT))
-    return ops, levels
+    return ops
+
+
+def _spine(p: Patient) -> tuple[list[PaintOp], dict]:
+    """Vertebrae T9-L5 (cortex, marrow, posterior elements), discs, the canal and back muscles."""
+    ops: list[PaintOp] = []
+    rng = p.rng
+    y0 = p.spine_y
+    pitch = rng.uniform(32, 37) * p.scale
+    rx, ry = rng.uniform(20, 24) * p.scale, rng.uniform(15, 18) * p.scale
+    canal_y = y0 + ry + 9
+    canal = Tube([(0, canal_y, -300), (0, canal_y, 300)], [9.0, 9.0], metric=(0.85, 1.1, 1), step=100)
+    ops.append(PaintOp("spinal canal", canal, [(0.0, MAT["spinal_canal"])], replace=SOFT))
+    bone = [(0.0, MAT["bone_cortex"]), (1.4, MAT["bone_marrow"])]
+    levels = {}
+    for k in range(-4, 5):  # L1 is k = 0; negative k are caudal
+        zc = k * pitch
+        height = pitch - rng.uniform(7.5, 9.5)
+        name = ("T12", "T11", "T10", "T9")[k - 1] if k > 0 else f"L{1 - k}"
+        levels[name] = [0.0, y0, zc]
+        ops.append(PaintOp(f"{name} body", EllipticCylinder((0, y0, zc), rx, ry, height / 2), bone))
+        disc = EllipticCylinder((0, y0, zc - pitch / 2), rx * 0.98, ry * 0.98, (pitch - height) / 2)
+        ops.append(PaintOp(f"{name}-disc", disc, [(0.0, MAT["disc"])]))
+        arch = _vertebral_arch(rng, canal_y, y0 + ry, zc + 0.15 * height, lumbar=k <= 0)
+        ops.append(PaintOp(f"{name} arch", arch, [(0.0, MAT["bone_cortex"]), (1.2, MAT["bone_marrow"])],
+                           replace=SOFT | {MAT["spinal_canal"], MAT["fat_subcutaneous"]}))
+    return ops + _back_muscles(p, rx), levels
 
 
 def _ribs(p: Patient, cavity: Section, pitch: float = 34.0) -> list[PaintOp]:
@@ -999,38 +1009,39 @@ def _along_surface(tube: Tube, start: int, stop: int, every: float, dy: float, d
     return tube.centre[index] + offset + rng.normal(0, wobble, (len(index), 3))
 
 
-def _vessels(p: Patient, spleen_hilum: np.ndarray, kidneys: dict[str, Shape], pancreas: Tube,
-             landmarks: dict) -> tuple[list[PaintOp], dict]:
-    """Aorta and IVC along the spine; the portal system and arteries around the pancreas.
+ENHANCED_SOFT = SOFT | {MAT["pancreas"], MAT["pancreas_fat"], MAT["pancreatic_duct"], MAT["liver"]}
+ARTERY = ((0.0, MAT["artery"]),)
+PORTAL = ((0.0, MAT["portal_vein"]),)
 
-    The splenic vein runs in a groove on the back of the body and tail, the portal confluence
-    lies behind the neck and the SMV in front of the uncinate process, so their course is
-    derived from the gland itself.
-    """
-    rng = p.rng
 
-    def nearest(name: str) -> int:
-        return int(np.argmin(np.linalg.norm(pancreas.centre - landmarks[name], axis=1)))
-
-    neck, uncinate, tail = nearest("pancreas_neck"), nearest("pancreas_uncinate"), len(pancreas.centre) - 1
-    y0 = p.spine_y
-    ops: list[PaintOp] = []
-    everything_soft = SOFT | {MAT["pancreas"], MAT["pancreas_fat"], MAT["pancreatic_duct"], MAT["liver"]}
+def _aorta_and_caval_veins(p: Patient) -> tuple[list[PaintOp], Tube, Tube]:
+    """Aorta left-anterior of the spine; the flattened IVC to its right, intrahepatic above,
+    where the three hepatic veins drain into it."""
+    rng, y0 = p.rng, p.spine_y
     r_ao = rng.uniform(9.5, 13.0)
     aorta = Tube([(8, -24 + y0, 200), (11, -27 + y0, 60), (12, -28 + y0, -40), (14, -26 + y0, -200)],
                  [r_ao + 1.5, r_ao, r_ao - 0.5, r_ao - 1.5], step=20)
-    ops.append(PaintOp("aorta", aorta, [(0.0, MAT["aorta"])], replace=everything_soft))
     ivc = Tube([(-24, -24 + y0, -200), (-25, -25 + y0, -20), (-26, -22 + y0, 50), (-20, -10 + y0, 95),
                 (-12, -2 + y0, 140)], [11, 12, 13, 13, 13], metric=(0.9, 1.35, 1), step=10)
-    ops.append(PaintOp("ivc", ivc, [(0.0, MAT["ivc"])], replace=everything_soft))
-
+    ops = [PaintOp("aorta", aorta, [(0.0, MAT["aorta"])], replace=ENHANCED_SOFT),
+           PaintOp("ivc", ivc, [(0.0, MAT["ivc"])], replace=ENHANCED_SOFT)]
     hv = p.jitter((-18, -8 + y0, 100), 2)
-    for target in [(-110, -10, 80), (-55, -75, 75), (25, -60, 95)]:  # hepatic veins drain into the IVC
+    for target in [(-110, -10, 80), (-55, -75, 75), (25, -60, 95)]:
         t = p.jitter(target, 6)
-        ops.append(PaintOp("hepatic vein", Tube([t, (t + hv) / 2 + rng.normal(0, 4, 3), hv],
-                                                [2.5, 4.5, 6.0], step=6),
+        ops.append(PaintOp("hepatic vein", Tube([t, (t + hv) / 2 + rng.normal(0, 4, 3), hv], [2.5, 4.5, 6.0], step=6),
                            [(0.0, MAT["ivc"])], replace=frozenset({MAT["liver"]})))
+    return ops, aorta, ivc
 
+
+def _portal_system(p: Patient, pancreas: Tube, neck: int, uncinate: int, spleen_hilum: np.ndarray):
+    """SMV + splenic vein -> portal vein, all placed from the gland.
+
+    The confluence lies behind the neck, the SMV in front of the uncinate process and the
+    splenic vein in a groove on the back of the body and tail: the vessels a reader follows
+    to find the pancreas, and that partly cut into its label.
+    """
+    rng = p.rng
+    tail = len(pancreas.centre) - 1
     r_pv = rng.uniform(6, 8)
     neck_half_y = pancreas.radius[neck] / pancreas.metric[1]
     confluence = pancreas.centre[neck] + np.array([-2.0, neck_half_y + r_pv - 2.5, -3.0]) + rng.normal(0, 1, 3)
@@ -1043,43 +1054,59 @@ def _vessels(p: Patient, spleen_hilum: np.ndarray, kidneys: dict[str, Shape], pa
     r_sv = rng.uniform(3.8, 5.0)
     groove = _along_surface(pancreas, neck, tail - 2, 14.0, 1.0 + (r_sv - 1.5) / 9.0, 0.2, rng, 1.0)
     splenic = Tube(np.vstack([confluence, groove[1:], spleen_hilum]), [r_sv] * (len(groove) + 1), step=5)
-    portal_layers = [(0.0, MAT["portal_vein"])]
-    for name, tube in (("portal vein", portal), ("SMV", smv), ("splenic vein", splenic)):
-        ops.append(PaintOp(name, tube, portal_layers, replace=everything_soft))
-    for branch in [(-85, -20, 60), (-60, -5, 35), (0, -55, 70), (-30, -60, 55)]:  # intrahepatic portal branches
+    ops = [PaintOp(name, tube, PORTAL, replace=ENHANCED_SOFT)
+           for name, tube in (("portal vein", portal), ("SMV", smv), ("splenic vein", splenic))]
+    for branch in [(-85, -20, 60), (-60, -5, 35), (0, -55, 70), (-30, -60, 55)]:  # intrahepatic branches
         end = p.jitter(branch, 6)
         ops.append(PaintOp("portal branch", Tube([porta, (porta + end) / 2 + rng.normal(0, 5, 3), end],
-                                                 [5.0, 3.5, 2.0], step=5),
-                           portal_layers, replace=frozenset({MAT["liver"]})))
+                                                 [5.0, 3.5, 2.0], step=5), PORTAL, replace=frozenset({MAT["liver"]})))
+    return ops, smv, confluence, porta
 
-    art = [(0.0, MAT["artery"])]
+
+def _visceral_arteries(p: Patient, pancreas: Tube, neck: int, spleen_hilum: np.ndarray, porta: np.ndarray):
+    """SMA behind the neck and down into the mesentery; the celiac trunk above it, with the
+    hepatic artery to the porta and the tortuous splenic artery along the gland's upper border."""
+    rng, y0 = p.rng, p.spine_y
+    tail = len(pancreas.centre) - 1
     sma_origin = np.array([12, -38 + y0, 16.0]) + rng.normal(0, [1, 0.5, 4])
     sma = Tube(np.vstack([sma_origin, p.path([(11, -47, 6), (8, -56, -16), (4, -66, -45), (0, -76, -90)], 2.0)]),
                [4.0, 3.8, 3.6, 3.3, 3.0], step=4)
     celiac_origin = sma_origin + np.array([0, 0, rng.uniform(10, 18)])
     celiac_end = p.jitter((12, -52, celiac_origin[2] + 4), 2)
     hepatic = Tube([celiac_end, p.jitter((-20, -60, 34), 3), porta + np.array([5, -8, 3])], [3.2, 3.0, 2.5], step=4)
-    # The splenic artery is tortuous along the upper border of the pancreas.
     border = _along_surface(pancreas, neck + 2, tail - 2, 18.0, 0.4, 1.35, rng, 3.0)
     sa_pts = np.vstack([celiac_end, border, spleen_hilum + np.array([0, 0, 6])])
     splenic_artery = Tube(sa_pts, np.linspace(3.0, 2.4, len(sa_pts)), step=3)
     celiac = Tube([celiac_origin + np.array([0, 4, 0]), celiac_end], [3.6, 3.4], step=4)
-    arteries = (("SMA", sma), ("celiac", celiac), ("hepatic artery", hepatic), ("splenic artery", splenic_artery))
-    for name, tube in arteries:
-        ops.append(PaintOp(name, tube, art, replace=SOFT))
-    # Left renal vein: from the hilum, between the SMA (front) and the aorta (behind), into the IVC.
+    ops = [PaintOp(name, tube, ARTERY, replace=SOFT) for name, tube in
+           (("SMA", sma), ("celiac", celiac), ("hepatic artery", hepatic), ("splenic artery", splenic_artery))]
+    return ops, sma, sma_origin
+
+
+def _renal_vessels(p: Patient, kidneys: dict[str, Shape]) -> list[PaintOp]:
+    """Renal veins to the IVC (the left one between the SMA in front and the aorta behind)
+    and renal arteries from the aorta (the right one behind the IVC)."""
+    y0 = p.spine_y
+    ops = []
     for tag in ("l", "r"):
         hilum = kidneys[f"hilum_{tag}"].centre
         if tag == "l":
             pts = [hilum, (30, -34 + y0, hilum[2] * 0.3 - 4), (10, -43 + y0, -6), (-22, -32 + y0, -6)]
         else:
             pts = [hilum, (-24, -26 + y0, hilum[2] * 0.5 - 4)]
+        into_sinus = SOFT | {MAT["renal_sinus_fat"]}
         ops.append(PaintOp(f"renal vein {tag}", Tube(pts, [5.0] * len(pts), metric=(1, 1.3, 1), step=4),
-                           [(0.0, MAT["renal_vein"])], replace=SOFT | {MAT["renal_sinus_fat"]}))
-        ops.append(PaintOp(f"renal artery {tag}", Tube([(12 * (1 if tag == "l" else 0.4), -22 + y0, 0),
-                                                         hilum + np.array([0, 6, 6])], [3.0, 2.5], step=4),
-                           art, replace=SOFT | {MAT["renal_sinus_fat"]}))
-    # Jejunal/ileal branches fanning into the mesentery: small enhancing dots near the bowel.
+                           [(0.0, MAT["renal_vein"])], replace=into_sinus))
+        origin = (12 * (1 if tag == "l" else 0.4), -22 + y0, 0)
+        ops.append(PaintOp(f"renal artery {tag}", Tube([origin, hilum + np.array([0, 6, 6])], [3.0, 2.5], step=4),
+                           ARTERY, replace=into_sinus))
+    return ops
+
+
+def _mesenteric_branches(p: Patient, smv: Tube) -> list[PaintOp]:
+    """Jejunal/ileal branches fanning into the mesentery: small enhancing dots among the loops."""
+    rng = p.rng
+    ops = []
     for _ in range(int(rng.integers(4, 8))):
         start = smv.centre[rng.integers(len(smv.centre) // 3, len(smv.centre))]
         direction = rng.normal(0, 1, 3) + np.array([0.6, -0.8, -0.5])
@@ -1088,9 +1115,23 @@ def _vessels(p: Patient, spleen_hilum: np.ndarray, kidneys: dict[str, Shape], pa
         mid = (start + end) / 2 + rng.normal(0, 6, 3)
         ops.append(PaintOp("mesenteric vessel", Tube([start, mid, end], [2.8, 2.2, 1.5], step=5),
                            [(0.0, MAT["mesenteric_vessel"])], replace=FAT))
-    landmarks = {"confluence": confluence.tolist(), "sma_origin": sma_origin.tolist()}
-    return ops, {"aorta": aorta, "ivc": ivc, "smv": smv, "splenic_vein": splenic, "portal": portal,
-                 "sma": sma, "landmarks": landmarks}
+    return ops
+
+
+def _vessels(p: Patient, spleen_hilum: np.ndarray, kidneys: dict[str, Shape], pancreas: Tube,
+             landmarks: dict) -> tuple[list[PaintOp], dict]:
+    """All vessels; returns the paint operations and the tubes other organs must avoid."""
+
+    def nearest(name: str) -> int:
+        return int(np.argmin(np.linalg.norm(pancreas.centre - landmarks[name], axis=1)))
+
+    neck, uncinate = nearest("pancreas_neck"), nearest("pancreas_uncinate")
+    ops, aorta, ivc = _aorta_and_caval_veins(p)
+    portal_ops, smv, confluence, porta = _portal_system(p, pancreas, neck, uncinate, spleen_hilum)
+    artery_ops, sma, sma_origin = _visceral_arteries(p, pancreas, neck, spleen_hilum, porta)
+    ops += portal_ops + artery_ops + _renal_vessels(p, kidneys) + _mesenteric_branches(p, smv)
+    found = {"confluence": confluence.tolist(), "sma_origin": sma_origin.tolist()}
+    return ops, {"aorta": aorta, "ivc": ivc, "smv": smv, "sma": sma, "landmarks": found}
 
 
 def _colon(p: Patient, keep_clear: Sequence[Shape]) -> tuple[list[PaintOp], list[Tube]]:
@@ -1112,65 +1153,81 @@ def _colon(p: Patient, keep_clear: Sequence[Shape]) -> tuple[list[PaintOp], list
     return [op], [tube]
 
 
+class _FreeSpace:
+    """Coarse (4 mm) map of the clearance (mm) left in the lower abdomen by placed organs."""
+
+    def __init__(self, obstacles: Sequence[Shape], cavity: Section, step: float = 4.0):
+        self.step = step
+        self.lo = np.array([-cavity.a, cavity.cy - cavity.b_ant, -130.0])
+        self.hi = np.array([cavity.a, 35.0, 35.0])
+        self.size = tuple(int(v) for v in np.ceil((self.hi - self.lo) / step).astype(int) + 1)
+        grid = Grid(self.lo, np.full(3, step), np.eye(3), self.size)
+        full: Box = (slice(0, self.size[2]), slice(0, self.size[1]), slice(0, self.size[0]))
+        self.clearance = np.broadcast_to(-cavity.sdf_box(grid, full), grid.shape_zyx).copy()
+        for shape in obstacles:
+            self.clearance = np.minimum(self.clearance, _part_on_box(shape, grid, full, BIG))
+        self.xyz = grid.coords(full)
+
+    def at(self, point: np.ndarray) -> float:
+        idx = np.round((point - self.lo) / self.step).astype(int)
+        if np.any(idx < 0) or np.any(idx >= np.array(self.size)):
+            return -1.0
+        return float(self.clearance[idx[2], idx[1], idx[0]])
+
+    def claim(self, points: Sequence[np.ndarray], radius: float) -> None:
+        """Mark a placed loop as occupied, so later loops keep out of it."""
+        x, y, z = self.xyz
+        for q in points:
+            near = (np.abs(x - q[0]) < 30) & (np.abs(y - q[1]) < 30) & (np.abs(z - q[2]) < 30)
+            dist = np.sqrt((x - q[0]) ** 2 + (y - q[1]) ** 2 + (z - q[2]) ** 2) - radius
+            np.minimum(self.clearance, np.where(near, dist, BIG), out=self.clearance)
+
+
+def _walk(rng: np.random.Generator, free: _FreeSpace, point: np.ndarray, radius: float) -> list[np.ndarray]:
+    """A loop as a persistent random walk (7 mm steps) that keeps clear of organs and itself."""
+    direction = rng.normal(0, 1, 3)
+    direction /= np.linalg.norm(direction)
+    pts = [point]
+    lag = int(math.ceil(2 * (radius + 2) / 7.0)) + 1  # points this close along the loop may touch
+    for _ in range(int(rng.integers(15, 60))):
+        moved = False
+        for attempt in range(10):
+            trial = direction + rng.normal(0, 0.55 + 0.2 * attempt, 3)
+            trial /= np.linalg.norm(trial)
+            candidate = pts[-1] + trial * 7.0
+            own = np.array(pts[:-lag]) if len(pts) > lag else np.empty((0, 3))
+            if free.at(candidate) > radius + 1.5 and (
+                    not len(own) or np.min(np.linalg.norm(own - candidate, axis=1)) > 2 * radius + 2):
+                direction, moved = trial, True
+                break
+        if not moved:
+            break
+        pts.append(candidate)
+    return pts
+
+
 def _small_bowel(p: Patient, obstacles: Sequence[Shape], cavity: Section, start: np.ndarray) -> list[PaintOp]:
     """Loops as constrained random walks through the free space of the lower abdomen.
 
-    Clearance comes from a coarse (4 mm) map of the organs already placed, so loops pack
-    against each other and against the organs instead of running through them.
+    They pack against each other and against the organs instead of running through them.
+    Contents: fluid, positive oral contrast, gas over fluid, or collapsed (all wall, i.e.
+    enhancing soft tissue: the classic pancreas mimic).
     """
     rng = p.rng
-    step = 4.0
-    lo = np.array([-cavity.a, cavity.cy - cavity.b_ant, -130.0])
-    hi = np.array([cavity.a, 35.0, 35.0])
-    size = tuple(int(v) for v in np.ceil((hi - lo) / step).astype(int) + 1)
-    grid = Grid(lo, np.full(3, step), np.eye(3), size)
-    full: Box = (slice(0, size[2]), slice(0, size[1]), slice(0, size[0]))
-    clearance = np.broadcast_to(-cavity.sdf_box(grid, full), grid.shape_zyx).copy()
-    for shape in obstacles:
-        clearance = np.minimum(clearance, _part_on_box(shape, grid, full, BIG))
-    X, Y, Z = grid.coords(full)
-
-    def clear_at(point: np.ndarray) -> float:
-        idx = np.round((point - lo) / step).astype(int)
-        if np.any(idx < 0) or np.any(idx >= np.array(size)):
-            return -1.0
-        return float(clearance[idx[2], idx[1], idx[0]])
-
+    free = _FreeSpace(obstacles, cavity)
     ops = []
-    count = int(rng.integers(16, 26))
-    for loop in range(count):
+    for loop in range(int(rng.integers(16, 26))):
         kind = rng.choice(["fluid", "collapsed", "contrast", "air"], p=[0.5, 0.25, 0.15, 0.10])
         radius = rng.uniform(5.0, 7.5) if kind == "collapsed" else rng.uniform(9.0, 13.5)
         # The first loop (jejunum) begins beside the duodenojejunal flexure, the rest anywhere free.
         candidates = [np.asarray(start, float) + np.array([12.0, -12.0, -8.0]) * (1 + 0.5 * k)
                       for k in range(4)] if loop == 0 else []
-        candidates += [lo + rng.random(3) * (hi - lo) for _ in range(40)]
-        point = next((c for c in candidates if clear_at(c) > radius + 3), None)
+        candidates += [free.lo + rng.random(3) * (free.hi - free.lo) for _ in range(40)]
+        point = next((c for c in candidates if free.at(c) > radius + 3), None)
         if point is None:
             continue
-        direction = rng.normal(0, 1, 3)
-        direction /= np.linalg.norm(direction)
-        pts = [point]
-        lag = int(math.ceil(2 * (radius + 2) / 7.0)) + 1  # points this close along the loop may touch
-        for _ in range(int(rng.integers(15, 60))):
-            moved = False
-            for attempt in range(10):
-                trial = direction + rng.normal(0, 0.55 + 0.2 * attempt, 3)
-                trial /= np.linalg.norm(trial)
-                candidate = pts[-1] + trial * 7.0
-                own = np.array(pts[:-lag]) if len(pts) > lag else np.empty((0, 3))
-                if clear_at(candidate) > radius + 1.5 and (
-                        not len(own) or np.min(np.linalg.norm(own - candidate, axis=1)) > 2 * radius + 2):
-                    direction, moved = trial, True
-                    break
-            if not moved:
-                break
-            pts.append(candidate)
-        # Claim the loop's space so later loops keep out of it.
-        for q in pts:
-            near = (np.abs(X - q[0]) < 30) & (np.abs(Y - q[1]) < 30) & (np.abs(Z - q[2]) < 30)
-            dist = np.sqrt((X - q[0]) ** 2 + (Y - q[1]) ** 2 + (Z - q[2]) ** 2) - radius
-            np.minimum(clearance, np.where(near, dist, BIG), out=clearance)
+        pts = _walk(rng, free, point, radius)
+        free.claim(pts, radius)
         if len(pts) < 3:
             continue
         tube = Tube(np.array(pts), np.full(len(pts), radius), step=7)
