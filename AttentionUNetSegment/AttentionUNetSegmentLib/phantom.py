@@ -469,8 +469,8 @@ def register_cli(subparsers) -> None:
     )
     p.add_argument("out_dir", metavar="OUT_DIR",
                    help="dataset folder (created if missing; must not already hold a dataset unless --overwrite)")
-    p.add_argument("--cases", type=_positive_int, default=10, help="number of cases to generate (default: 10)")
-    p.add_argument("--seed", type=_seed, default=0,
+    p.add_argument("--cases", type=_positive_int, default=10, metavar="N", help="number of cases to generate (default: 10)")
+    p.add_argument("--seed", type=_seed, default=0, metavar="S",
                    help="dataset seed; case i uses a seed derived from (seed, i), listed in dataset.json (default: 0)")
     p.add_argument("--all-organs", action="store_true",
                    help="label every modelled organ (liver 2, spleen 3, kidneys 4/5, stomach 6, duodenum 7, ...; "

@@ -457,6 +457,8 @@ class Lobulated(Shape):
 
 
 class Union(Shape):
+    """Several shapes painted as one (minimum of their distances)."""
+
     def __init__(self, *parts: Shape):
         self.parts = parts
 
@@ -825,6 +827,8 @@ def _liver(p: Patient) -> tuple[list[PaintOp], Shape]:
 
 
 class _Intersect(Shape):
+    """The part of `a` inside `b` (maximum of the distances)."""
+
     def __init__(self, a: Shape, b: Shape):
         self.a, self.b = a, b
 
