@@ -205,6 +205,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_INPUT_ERROR
+    except BrokenPipeError:
+        # Output piped into e.g. `head`, which closed early: not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (CancelledError, KeyboardInterrupt):
         print("cancelled; no output written", file=sys.stderr)
         return EXIT_CANCELLED
