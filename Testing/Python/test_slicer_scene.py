@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import types
+import unittest
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -599,23 +602,132 @@ def test_pip_constraints_pin_packages_slicer_ships():
 
 
 # ----------------------------------------------------------------------------------------------
-# The module file outside Slicer: its Logic and its self-test, with the Qt-only parts stubbed
-# (qt, slicer.i18n, slicer.parameterNodeWrapper, slicer.ScriptedLoadableModule, slicer.app).
-# The widget itself needs Qt and is not run here.
+# The module file outside Slicer. Slicer's Qt side is replaced by small fakes: `qt` (a mock),
+# slicer.i18n, slicer.ScriptedLoadableModule, a parameter-node wrapper that notifies observers
+# like the real one, widgets with the few Qt properties the module uses, and slicer.app. The
+# MRML scene, interaction/selection nodes, markups, jobs and processes are real. This runs the
+# module's self-test and drives the widget's flows (Segment, Cancel, errors, gate/opacity,
+# click-to-segment); it cannot show that the real Qt widgets behave like the fakes.
 # ----------------------------------------------------------------------------------------------
 
+class FakeWidget:
+    """The Qt properties and signals the module uses, on plain attributes."""
+
+    def __init__(self, name: str):
+        self.objectName, self.enabled, self.visible, self.checked = name, True, True, False
+        self.text, self.toolTip, self.value, self.currentPath = "", "", 0.0, ""
+        self._slots: dict[str, list] = {}
+        self._blocked = False
+
+    def connect(self, signal, slot):
+        self._slots.setdefault(signal, []).append(slot)
+
+    def emit(self, signal, *args):
+        if not self._blocked:
+            for slot in self._slots.get(signal, []):
+                slot(*args)
+
+    def blockSignals(self, blocked):
+        previous, self._blocked = self._blocked, blocked
+        return previous
+
+    def setVisible(self, visible):
+        self.visible = visible
+
+    def show(self):
+        self.visible = True
+
+    def hide(self):
+        self.visible = False
+
+    def setStyleSheet(self, sheet):
+        self.styleSheet = sheet
+
+    def setSegmentationNode(self, node):
+        self.segmentationNode = node
+
+    def setMRMLScene(self, scene):
+        self.scene = scene
+
+
+class FakeComboBox(FakeWidget):
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.items: list[tuple[str, object]] = []
+        self.currentIndex = -1
+
+    def addItem(self, text, data=None):
+        self.items.append((text, data))
+        if self.currentIndex < 0:
+            self.setCurrentIndex(0)
+
+    def clear(self):
+        self.items, self.currentIndex = [], -1
+
+    def findData(self, data):
+        return next((i for i, (_, d) in enumerate(self.items) if d == data), -1)
+
+    def setCurrentIndex(self, index):
+        if index != self.currentIndex:
+            self.currentIndex = index
+            self.emit("currentIndexChanged(int)", index)
+
+    @property
+    def currentData(self):
+        return self.items[self.currentIndex][1] if 0 <= self.currentIndex < len(self.items) else None
+
+    def itemTexts(self):
+        return [text for text, _ in self.items]
+
+
+def fake_parameter_node_wrapper(cls):
+    """Like slicer.parameterNodeWrapper: typed attributes with defaults; each change notifies."""
+    fields = {name: getattr(cls, name, None) for name in cls.__annotations__}
+
+    class Wrapper:
+        def __init__(self, node):
+            object.__setattr__(self, "_values", dict(fields))
+            object.__setattr__(self, "_observers", {})
+            object.__setattr__(self, "parameterNode", node)
+
+        def __getattr__(self, name):
+            values = object.__getattribute__(self, "_values")
+            if name in values:
+                return values[name]
+            raise AttributeError(name)
+
+        def __setattr__(self, name, value):
+            if name not in self._values:
+                raise AttributeError(f"{name} is not a parameter")
+            self._values[name] = value
+            for callback in list(self._observers.values()):
+                callback(self, "ModifiedEvent")
+
+        def AddObserver(self, event, callback, priority=0.0):
+            tag = len(self._observers) + 1
+            self._observers[tag] = callback
+            return tag
+
+        def RemoveObserver(self, tag):
+            self._observers.pop(tag, None)
+
+        def connectGui(self, ui):
+            return object()
+
+        def disconnectGui(self, tag):
+            assert tag is not None
+
+    Wrapper.__name__ = cls.__name__
+    return Wrapper
+
+
 @pytest.fixture
-def module_file(mrml, monkeypatch):
+def module_file(mrml, monkeypatch, tmp_path):
+    import contextlib
     import types
     import unittest
+    import xml.etree.ElementTree as ET
     from unittest import mock
-
-    stubs = {
-        "qt": mock.MagicMock(name="qt"),
-        "slicer.i18n": types.SimpleNamespace(tr=lambda text: text, translate=lambda context, text: text),
-        "slicer.parameterNodeWrapper": types.SimpleNamespace(
-            parameterNodeWrapper=lambda cls: cls, WithinRange=lambda low, high: None),
-    }
 
     class ScriptedLoadableModule:
         def __init__(self, parent):
@@ -625,55 +737,188 @@ def module_file(mrml, monkeypatch):
         def __init__(self, parent=None):
             self.parent = parent
 
+        def setup(self):
+            self.layout = mock.MagicMock(name="layout")
+
     class ScriptedLoadableModuleLogic:
         def __init__(self, parent=None):
-            pass
+            self._parameterNode = None
 
         def getParameterNode(self):
-            raise NotImplementedError
+            if self._parameterNode is None:
+                self._parameterNode = mrml.scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode")
+            return self._parameterNode
 
     class ScriptedLoadableModuleTest(unittest.TestCase):
         def delayDisplay(self, message, msec=None):
             pass
 
-    stubs["slicer.ScriptedLoadableModule"] = types.SimpleNamespace(
-        ScriptedLoadableModule=ScriptedLoadableModule, ScriptedLoadableModuleWidget=ScriptedLoadableModuleWidget,
-        ScriptedLoadableModuleLogic=ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest=ScriptedLoadableModuleTest)
+    stubs = {
+        "qt": mock.MagicMock(name="qt"),
+        "slicer.i18n": types.SimpleNamespace(tr=lambda text: text, translate=lambda context, text: text),
+        "slicer.parameterNodeWrapper": types.SimpleNamespace(
+            parameterNodeWrapper=fake_parameter_node_wrapper, WithinRange=lambda low, high: None),
+        "slicer.ScriptedLoadableModule": types.SimpleNamespace(
+            ScriptedLoadableModule=ScriptedLoadableModule, ScriptedLoadableModuleWidget=ScriptedLoadableModuleWidget,
+            ScriptedLoadableModuleLogic=ScriptedLoadableModuleLogic,
+            ScriptedLoadableModuleTest=ScriptedLoadableModuleTest),
+    }
     for name, stub in stubs.items():
         monkeypatch.setitem(sys.modules, name, stub)
+
+    interaction = mrml.scene.AddNewNodeByClass("vtkMRMLInteractionNode")
+    selection = mrml.scene.AddNewNodeByClass("vtkMRMLSelectionNode")
     red = types.SimpleNamespace(mrmlSliceCompositeNode=lambda: mrml.composite)
-    app = types.SimpleNamespace(processEvents=lambda: None, temporaryPath=tempfile_dir(),
-                                layoutManager=lambda: types.SimpleNamespace(sliceWidget=lambda name: red))
+    app = types.SimpleNamespace(
+        processEvents=lambda: None, temporaryPath=str(tmp_path),
+        layoutManager=lambda: types.SimpleNamespace(sliceWidget=lambda name: red, sliceViewNames=lambda: ["Red"]),
+        applicationLogic=lambda: types.SimpleNamespace(GetInteractionNode=lambda: interaction,
+                                                       GetSelectionNode=lambda: selection))
     monkeypatch.setattr(slicer, "app", app, raising=False)
     monkeypatch.setattr(slicer, "modules", types.SimpleNamespace(
         segmentations=types.SimpleNamespace(logic=lambda: mrml.segmentations_logic)), raising=False)
+
+    def load_ui(path):
+        assert Path(path).is_file(), path
+        return FakeWidget("AttentionUNetSegment")
+
+    def child_widget_variables(widget):
+        names = {w.get("name"): w.get("class") for w in ET.parse(UI_FILE).getroot().iter("widget")}
+        return types.SimpleNamespace(**{name: FakeComboBox(name) if cls == "QComboBox" else FakeWidget(name)
+                                        for name, cls in names.items()})
+
+    dialogs = types.SimpleNamespace(errors=[], confirmations=[], answer=True)
+
+    def confirm(text, **kwargs):
+        dialogs.confirmations.append(text)
+        return dialogs.answer
+
+    monkeypatch.setattr(slicer.util, "loadUI", load_ui)
+    monkeypatch.setattr(slicer.util, "childWidgetVariables", child_widget_variables)
+    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", confirm)
+    monkeypatch.setattr(slicer.util, "errorDisplay", lambda text, **kwargs: dialogs.errors.append((text, kwargs)))
+    monkeypatch.setattr(slicer.util, "WaitCursor", contextlib.nullcontext)
     # The job's process runs this Python (Slicer would use PythonSlicer).
     monkeypatch.setattr(ss, "default_python_executable", lambda: sys.executable)
-    module_path = Path(ss.__file__).resolve().parents[1] / "AttentionUNetSegment.py"
-    spec = importlib.util.spec_from_file_location("AttentionUNetSegment", module_path)
+    spec = importlib.util.spec_from_file_location("AttentionUNetSegment", MODULE_FILE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    module.dialogs = dialogs
+    module.interaction, module.selection = interaction, selection
     return module
 
 
-def tempfile_dir() -> str:
-    import tempfile
-
-    return tempfile.gettempdir()
+MODULE_FILE = Path(ss.__file__).resolve().parents[1] / "AttentionUNetSegment.py"
+UI_FILE = Path(ss.__file__).resolve().parents[2] / "Resources" / "UI" / "AttentionUNetSegment.ui"
 
 
 def test_module_self_test_runs_end_to_end(module_file, mrml):
     """The self-test Slicer runs (phantom segmented in a background process, overlays, re-use;
     cancel within 2 s leaving scene and disk clean; a broken model file gives one line)."""
-    assert module_file.resourcesDirectory().endswith("Resources")
+    assert Path(module_file.resourcesDirectory()) == UI_FILE.parents[1]
     case = module_file.AttentionUNetSegmentTest("runTest")
-    result = unittest_run(case)
+    result = unittest.TestResult()
+    case.run(result)
     assert result.wasSuccessful(), "\n".join(text for _, text in result.failures + result.errors)
 
 
-def unittest_run(case):
-    import unittest
+def _drive(widget, timeout=120):
+    """What the module's QTimer does: call onJobTimer until the job is over."""
+    deadline = time.perf_counter() + timeout
+    while widget._job is not None:
+        widget.onJobTimer()
+        time.sleep(0.05)
+        assert time.perf_counter() < deadline, "the job did not finish"
 
-    result = unittest.TestResult()
-    case.run(result)
-    return result
+
+def test_widget_flows_segment_cancel_errors_overlays_click(module_file, mrml, small_ct, tiny_model_path, tmp_path,
+                                                           monkeypatch):
+    monkeypatch.setattr(ss, "DeviceProbe", lambda *a: types.SimpleNamespace(
+        start=lambda: types.SimpleNamespace(poll=lambda: {"torch": "2.x", "cuda": ["NVIDIA Test GPU"], "mps": False})))
+    ct = mrml.add_ct(small_ct)
+    mrml.composite.SetBackgroundVolumeID(ct.GetID())
+    widget = module_file.AttentionUNetSegmentWidget(parent=types.SimpleNamespace(isEntered=True))
+    widget.setup()
+    ui, p = widget.ui, widget._parameterNode
+    assert p.inputVolume is ct                                    # the volume shown in the slice views
+    widget.onProbeTimer()
+    assert ui.deviceComboBox.itemTexts() == ["Auto: GPU (NVIDIA Test GPU)", "CPU", "GPU: NVIDIA Test GPU"]
+    assert ui.segmentButton.text == "Segment" and ui.segmentButton.enabled
+
+    # Settings through the widgets: own model file, CPU, fastest quality.
+    ui.modelComboBox.setCurrentIndex(ui.modelComboBox.findData(widget.CUSTOM_MODEL))
+    assert ui.modelPathLineEdit.visible
+    ui.modelPathLineEdit.currentPath = str(tiny_model_path)
+    ui.modelPathLineEdit.emit("currentPathChanged(QString)", str(tiny_model_path))
+    assert (p.model, p.modelPath) == (widget.CUSTOM_MODEL, str(tiny_model_path))
+    ui.deviceComboBox.setCurrentIndex(ui.deviceComboBox.findData("cpu"))
+    assert p.device == "cpu"
+    p.overlap = 0.0
+
+    # Segment -> Cancel while running -> result in the scene.
+    before = mrml.node_ids()
+    widget.onSegmentButton()
+    assert ui.segmentButton.text == "Cancel" and ui.progressBar.visible and not ui.inputVolumeSelector.enabled
+    _drive(widget)
+    assert not module_file.dialogs.errors, module_file.dialogs.errors
+    assert ui.segmentButton.text == "Segment" and not ui.progressBar.visible
+    assert "Pancreas:" in ui.resultLabel.text and "mL" in ui.resultLabel.text and "cpu" in ui.resultLabel.text
+    segmentation = p.outputSegmentation
+    assert segmentation is not None and segmentation.GetSegmentation().GetSegment("Pancreas") is not None
+    overlays = widget.logic.overlay_nodes_for(ct)
+    assert ui.gateComboBox.itemTexts() == ["Maximum over gates", "Gate 2", "Gate 3", "Gate 4", "None (hide overlay)"]
+    assert mrml.composite.GetForegroundVolumeID() == overlays[ss.MAX_GATE].GetID()
+
+    # Gate and opacity: instant, display only.
+    ids = mrml.node_ids()
+    ui.gateComboBox.setCurrentIndex(ui.gateComboBox.findData("gate3"))
+    assert p.gate == "gate3" and mrml.composite.GetForegroundVolumeID() == overlays["gate3"].GetID()
+    widget.onOpacityChanged(0.3)
+    assert mrml.composite.GetForegroundOpacity() == pytest.approx(0.3)
+    ui.gateComboBox.setCurrentIndex(ui.gateComboBox.findData(ss.NO_OVERLAY))
+    assert not mrml.composite.GetForegroundVolumeID()
+    assert mrml.node_ids() == ids
+
+    # Cancel right after pressing Segment: the scene is as it was, no files are left.
+    widget.onSegmentButton()
+    job = widget._job
+    widget.onSegmentButton()
+    assert widget._job is None and job.poll().state == ss.CANCELLED and not job.work_dir.exists()
+    assert ui.statusLabel.text.startswith("Cancelled") and ui.segmentButton.text == "Segment"
+    assert mrml.node_ids() == ids
+
+    # Errors are one line in the module (and a dialog with the log as details), never a traceback.
+    # (The broken-model text from the real command is checked by the self-test above.)
+    monkeypatch.setattr(ss, "default_python_executable", lambda: shutil.which("false"))
+    widget.onSegmentButton()
+    _drive(widget)
+    message, options = module_file.dialogs.errors[-1]
+    assert message == "the segmentation process failed (exit code 1)" and ui.statusLabel.text == message
+    monkeypatch.setattr(ss, "default_python_executable", lambda: sys.executable)
+    p.modelPath = str(tmp_path / "missing.pt")
+    widget.onSegmentButton()
+    assert "missing.pt: does not exist" in ui.statusLabel.text and widget._job is None
+    p.modelPath = str(tiny_model_path)
+    p.inputVolume = None
+    assert not ui.segmentButton.enabled and not ui.clickToSegmentButton.enabled
+    widget.startSegmentation()
+    assert "no input volume selected" in ui.statusLabel.text
+    p.inputVolume = ct
+    assert mrml.node_ids() == ids
+
+    # Click-to-segment: place mode on the point node, a click starts a run around the point.
+    widget.onClickToSegmentToggled(True)
+    point_node = p.pointNode
+    assert module_file.interaction.GetCurrentInteractionMode() == module_file.interaction.Place
+    assert module_file.selection.GetActivePlaceNodeID() == point_node.GetID()
+    centre = [0.0, 0.0, 0.0]
+    bounds = [0.0] * 6
+    ct.GetRASBounds(bounds)
+    centre = [(bounds[0] + bounds[1]) / 2, (bounds[2] + bounds[3]) / 2, (bounds[4] + bounds[5]) / 2]
+    point_node.AddControlPoint(vtk.vtkVector3d(*centre))       # what clicking in a slice view does
+    assert widget._job is not None and any(a.startswith("--point=") for a in widget._job.command())
+    _drive(widget)
+    assert not ui.clickToSegmentButton.checked
+    assert "Pancreas:" in ui.resultLabel.text
+    assert p.outputSegmentation is segmentation               # the same nodes again
+    widget.cleanup()
