@@ -748,6 +748,8 @@ class AttentionUNetSegmentSceneLogic:
         the scene, if the output does not lie on the CT's grid.
         """
         check_input_volume(volume_node)
+        if volume_node.GetScene() is not self.scene:
+            raise InputError(volume_node.GetName(), "was removed from the scene during the run; nothing was added")
         if not same_grid(output.labelmap, volume_node):
             raise InputError(volume_node.GetName(), "the segmentation result does not lie on this volume's "
                                                     "grid (was the volume changed during the run?)")

@@ -306,6 +306,11 @@ def test_result_off_the_ct_grid_is_refused_without_touching_the_scene(mrml):
     with pytest.raises(InputError, match="does not lie on this volume's grid"):
         mrml.logic.apply_result(ct, ss.SegmentationOutput(_labels_like(other), {}, [PANCREAS.to_dict()]))
     assert mrml.node_ids() == before
+    mrml.scene.RemoveNode(ct)                  # the user deleted the CT while the job ran
+    before = mrml.node_ids()
+    with pytest.raises(InputError, match="CT: was removed from the scene"):
+        mrml.logic.apply_result(ct, _output(ct_image))
+    assert mrml.node_ids() == before
 
 
 # ----------------------------------------------------------------------------------------------
