@@ -36,6 +36,8 @@ def register_cli(subparsers) -> None:
     p.add_argument("--model", metavar="MODEL", help="model file or folder (default: the bundled model)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap (default: 0.5)")
+    p.add_argument("--fast", action="store_true",
+                   help="a coarser, shorter phantom (1x1x5 mm, 120 mm long) for a quick look")
     p.add_argument("--progress", choices=("bar", "json", "none"), default="bar")
     p.set_defaults(func=run_cli)
 
@@ -53,7 +55,7 @@ def run_cli(args: argparse.Namespace) -> int:
     from .imageio import write_image, write_labelmap_or_segmentation
     from .metrics import dice
     from .modelfile import default_model_path, load_model
-    from .phantom import generate_case
+    from .phantom import FAST_SETTINGS, generate_case
     from .pipeline import SegmentationOptions, segment_image
     from .progress import make_progress
 
@@ -69,7 +71,7 @@ def run_cli(args: argparse.Namespace) -> int:
     model, spec = load_model(model_path)
 
     print(f"Generating phantom (seed {args.seed}) ...", flush=True)
-    case = generate_case(args.seed)
+    case = generate_case(args.seed, **(FAST_SETTINGS if args.fast else {}))
     ct, truth = case.ct, case.labels
     result = segment_image(ct, model, spec, SegmentationOptions(device=args.device, overlap=args.overlap),
                            progress=make_progress(args.progress))
