@@ -405,7 +405,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         status = job.poll()
         self.ui.progressBar.value = int(round(100 * status.fraction))
         if status.state == slicer_scene.RUNNING:
-            self._showStatus(f"{status.message} ({status.elapsed_s:.0f} s)")
+            self._showStatus(_("{message} ({seconds:.0f} s)").format(message=status.message, seconds=status.elapsed_s))
             return
         self._jobTimer.stop()
         self._job = None
