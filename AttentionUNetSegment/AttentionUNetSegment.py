@@ -12,7 +12,7 @@ import logging
 import os
 import tempfile
 import time
-from typing import Annotated, Optional
+from typing import Annotated
 
 import qt
 import slicer

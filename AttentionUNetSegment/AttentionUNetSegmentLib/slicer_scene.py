@@ -40,7 +40,7 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-from .errors import CancelledError, InputError
+from .errors import InputError
 
 logger = logging.getLogger(__name__)
 
