@@ -27,8 +27,10 @@ MODULE_FILE = MODULE_DIR / "AttentionUNetSegment.py"
 UI_FILE = REPO / "Resources" / "UI" / "AttentionUNetSegment.ui"
 CMAKE_FILE = REPO / "CMakeLists.txt"
 SCENE_FILE = LIB_DIR / "slicer_scene.py"
-#: Resources that are not installed with the module (pictures for the README/extension index).
+#: Resources that are not installed with the module: pictures for the README and the extension
+#: index, and the scripts/notes that reproduce resources (e.g. Models/recipe.sh).
 NOT_INSTALLED = ("Resources/Screenshots/",)
+NOT_INSTALLED_SUFFIXES = (".sh", ".py", ".md")
 
 
 def _cmake_list(name: str) -> list[str]:
@@ -42,22 +44,28 @@ def _cmake_list(name: str) -> list[str]:
 def test_cmake_lists_exist_and_cover_every_lib_file_and_resource():
     sources = _cmake_list("MODULE_PYTHON_SOURCES")
     resources = _cmake_list("MODULE_PYTHON_RESOURCES")
-    missing = [s for s in sources if not (MODULE_DIR / s).is_file()] + \
-              [r for r in resources if not (REPO / r).is_file()]
-    assert not missing, (f"listed in CMakeLists.txt but missing: {missing}" +
-                         (" (the bundled default model comes from training; see docs/training.md)"
-                          if any(m.startswith("Resources/Models/") for m in missing) else ""))
-    lib_files = sorted(f"AttentionUNetSegmentLib/{p.name}" for p in LIB_DIR.glob("*.py"))
-    unlisted = [f for f in lib_files if f not in sources]
-    assert not unlisted, f"Lib files not listed in CMakeLists.txt MODULE_PYTHON_SOURCES: {unlisted}"
     assert "AttentionUNetSegment.py" in sources
-    on_disk = sorted(str(p.relative_to(REPO)) for p in (REPO / "Resources").rglob("*")
-                     if p.is_file() and not str(p.relative_to(REPO)).startswith(NOT_INSTALLED)
-                     and p.name != ".gitkeep")
-    assert sorted(set(on_disk) - set(resources)) == [], "resources not listed in CMakeLists.txt"
     for required in ("Resources/Icons/AttentionUNetSegment.png", "Resources/UI/AttentionUNetSegment.ui",
                      "Resources/ColorTables/AttentionInferno.txt"):
         assert required in resources
+    problems = []
+    lib_files = sorted(f"AttentionUNetSegmentLib/{p.name}" for p in LIB_DIR.glob("*.py"))
+    unlisted = [f for f in lib_files if f not in sources]
+    if unlisted:
+        problems.append(f"Lib files not listed in CMakeLists.txt MODULE_PYTHON_SOURCES: {unlisted}")
+    on_disk = sorted(str(p.relative_to(REPO)) for p in (REPO / "Resources").rglob("*")
+                     if p.is_file() and not str(p.relative_to(REPO)).startswith(NOT_INSTALLED)
+                     and p.suffix not in NOT_INSTALLED_SUFFIXES and p.name != ".gitkeep")
+    unlisted_resources = sorted(set(on_disk) - set(resources))
+    if unlisted_resources:
+        problems.append(f"resources not listed in CMakeLists.txt MODULE_PYTHON_RESOURCES: {unlisted_resources}")
+    missing = [s for s in sources if not (MODULE_DIR / s).is_file()] + \
+              [r for r in resources if not (REPO / r).is_file()]
+    if missing:
+        problems.append(f"listed in CMakeLists.txt but missing: {missing}" +
+                        (" (the bundled default model comes from training; see docs/training.md)"
+                         if any(m.startswith("Resources/Models/") for m in missing) else ""))
+    assert not problems, "\n".join(problems)
 
 
 def test_cmake_extension_metadata_and_self_test():
