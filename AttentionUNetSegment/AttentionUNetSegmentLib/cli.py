@@ -164,7 +164,9 @@ def run_segment(args) -> int:
             write_image(result.probabilities, stack.enter_context(atomic_output(outputs["probabilities"])))
         for name, attention in result.attention.items():
             target = Path(args.attention_dir) / f"attention_{name}.{args.attention_format}"
-            write_image(attention, stack.enter_context(atomic_output(target)))
+            # nrrd is the fast path (the Slicer module reads these back at once): no gzip.
+            write_image(attention, stack.enter_context(atomic_output(target)),
+                        compress=args.attention_format != "nrrd")
         if "summary" in outputs:
             stack.enter_context(atomic_output(outputs["summary"])).write_text(json.dumps(summary, indent=2))
 

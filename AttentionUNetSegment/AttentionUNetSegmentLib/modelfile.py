@@ -309,8 +309,15 @@ def default_model_path() -> Path:
 
 
 def _models_folder() -> Path:
-    # modelfile.py -> AttentionUNetSegmentLib -> AttentionUNetSegment -> repository root
-    return Path(__file__).resolve().parents[2] / "Resources" / "Models"
+    """Resources/Models of the source tree, or of an installed Slicer extension.
+
+    Source tree: modelfile.py -> AttentionUNetSegmentLib -> AttentionUNetSegment -> repository
+    root -> Resources. Installed extension (see CMakeLists.txt): the module, its Lib and
+    Resources/ sit side by side, one level up from this file's folder.
+    """
+    here = Path(__file__).resolve()
+    candidates = [here.parents[2] / "Resources" / "Models", here.parents[1] / "Resources" / "Models"]
+    return next((folder for folder in candidates if folder.is_dir()), candidates[0])
 
 
 def list_bundled_models() -> list[Path]:
