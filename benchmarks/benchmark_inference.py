@@ -1,7 +1,9 @@
 #!/usr/bin/env python
 """Side-by-side inference benchmark: our sliding window vs MONAI's, and the cost of the gates.
 
-One run, same weights, same volume, same overlap and Gaussian weighting:
+One run, same weights (the bundled model's trained weights by default; --random for randomly
+initialised paper-width weights), same CT-sized volume (a held-out phantom on the model grid,
+centred in a 160x256x256 canvas of air), same overlap and Gaussian weighting:
   (a) ours   - inference.sliding_window_predict(AttentionUNet3D), logits + every attention map
   (b) monai  - monai.inferers.sliding_window_inference with the same network as predictor,
                returning (logits, gate2, gate3, gate4) so MONAI stitches the maps too
@@ -11,7 +13,8 @@ is its own. Prints times, the ratio ours/MONAI, peak memory, windows/s, achieved
 Dice between our and MONAI's segmentations; `--json FILE` keeps the figures.
 
     python benchmarks/benchmark_inference.py                      # CT-sized: 160x256x256 (z, y, x)
-    python benchmarks/benchmark_inference.py --size 96,160,160 --patch 64,96,96   # quick, CPU
+    python benchmarks/benchmark_inference.py --random             # paper-width random weights, 160x160x96 windows
+    python benchmarks/benchmark_inference.py --size 96,160,160    # quicker
 """
 
 from __future__ import annotations
@@ -33,25 +36,43 @@ def _triple(text: str) -> tuple[int, int, int]:
     return values  # type: ignore[return-value]
 
 
-def _volume(size_zyx, seed: int = 0):
-    """A smooth, CT-like normalised volume (deterministic): structure at several scales."""
+def _volume(size_zyx, spec, seed: int = 10000):
+    """A held-out phantom, preprocessed exactly as `segment` does, centred in a canvas of air."""
+    import numpy as np
+    from AttentionUNetSegmentLib.phantom import generate_case
+    from AttentionUNetSegmentLib.preprocessing import AIR_HU, normalize_hu, preprocess
+
+    case = preprocess(generate_case(seed).ct, spec.spacing_zyx, spec.intensity).array
+    canvas = np.full(size_zyx, normalize_hu(np.array([AIR_HU], np.float32), spec.intensity)[0], np.float32)
+    # Centre-crop or centre-pad every axis so the canvas is exactly size_zyx.
+    src, dst = [], []
+    for n, m in zip(case.shape, size_zyx):
+        lo = abs(n - m) // 2
+        src.append(slice(lo, lo + m) if n > m else slice(0, n))
+        dst.append(slice(0, m) if n > m else slice(lo, lo + n))
+    canvas[tuple(dst)] = case[tuple(src)]
+    return canvas
+
+
+def _model_and_spec(arch: str, args):
+    """The bundled model's weights (or random paper-width ones); arch 'unet3d' gets the same
+    widths, randomly initialised (only its speed is compared)."""
     import torch
-    import torch.nn.functional as F
-
-    g = torch.Generator().manual_seed(seed)
-    volume = torch.zeros(1, 1, *size_zyx)
-    for scale in (32, 8, 2):
-        coarse = torch.randn(1, 1, *[max(2, s // scale) for s in size_zyx], generator=g)
-        volume += F.interpolate(coarse, size=size_zyx, mode="trilinear", align_corners=False)
-    return volume[0, 0].numpy()
-
-
-def _model(arch: str, widths, seed: int = 0):
-    import torch
+    from AttentionUNetSegmentLib.modelfile import default_model_path, load_model, tiny_test_model
     from AttentionUNetSegmentLib.network import build_network
 
-    torch.manual_seed(seed)
-    return build_network(arch, in_channels=1, n_classes=2, widths=tuple(widths)).eval()
+    if args.random:
+        _, spec = tiny_test_model()
+        widths, weights = tuple(args.widths), None
+    else:
+        model, spec = load_model(args.model or default_model_path())
+        widths, weights = tuple(spec.network_args["widths"]), model.state_dict()
+    torch.manual_seed(0)
+    model = build_network(arch, in_channels=1, n_classes=2, widths=widths).eval()
+    model.widths = list(widths)  # recorded in the figures
+    if weights is not None and arch == spec.architecture:
+        model.load_state_dict(weights)
+    return model, spec
 
 
 def _flops_per_window(model, patch_zyx, attention: bool) -> float:
@@ -81,9 +102,10 @@ def run_one(method: str, args) -> dict:
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
     device = resolve_device(args.device)
-    volume = _volume(args.size)
     arch = "unet3d" if method == "unet" else "attention_unet3d"
-    model = _model(arch, args.widths)
+    model, spec = _model_and_spec(arch, args)
+    volume = _volume(args.size, spec)
+    args.patch = args.patch or tuple(spec.patch_size_zyx if not args.random else (96, 160, 160))
     options = InferenceOptions(patch_size_zyx=args.patch, overlap=args.overlap, batch_size=args.batch,
                                device=str(device), precision=args.precision, return_attention=arch != "unet3d")
     # Warm-up on one patch-sized volume: kernels, allocator and thread pools, not timed.
@@ -116,7 +138,9 @@ def run_one(method: str, args) -> dict:
         "peak_memory_mb": _peak_memory_mb(str(device)), "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
         or platform.machine(),
-        "precision": args.precision, "threads": torch.get_num_threads(),
+        "precision": args.precision, "threads": torch.get_num_threads(), "patch_zyx": list(args.patch),
+        "weights": "random" if args.random else "trained",
+        "widths": model.widths,
     }
 
 
@@ -169,10 +193,15 @@ def _dice(a, b) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=_triple, default=(160, 256, 256), help="volume z,y,x after resampling")
-    parser.add_argument("--patch", type=_triple, default=(96, 160, 160), help="window z,y,x (the paper's 160x160x96)")
+    parser.add_argument("--patch", type=_triple, default=None,
+                        help="window z,y,x (default: the model's; with --random the paper's 160x160x96)")
+    parser.add_argument("--model", help="model file or folder (default: the bundled model)")
+    parser.add_argument("--random", action="store_true",
+                        help="randomly initialised network of --widths instead of trained weights")
     parser.add_argument("--overlap", type=float, default=0.5)
     parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--widths", type=lambda t: [int(v) for v in t.split(",")], default=[16, 32, 64, 128, 256])
+    parser.add_argument("--widths", type=lambda t: [int(v) for v in t.split(",")], default=[16, 32, 64, 128, 256],
+                        help="with --random: channels per level (default: the paper's 16..256)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--repeats", type=int, default=1)
@@ -204,7 +233,7 @@ def main() -> int:
             print(f"{method:6s} {r['seconds']:8.2f} s  {r['windows']:4d} windows  {r['windows_per_s']:6.2f} win/s  "
                   f"{r['achieved_gflop_s']:7.1f} GFLOP/s  peak {r['peak_memory_mb']:8.0f} MB  "
                   f"({r['device']}, {r['precision']}, {r['threads']} threads)", flush=True)
-        summary = {"size_zyx": args.size, "patch_zyx": args.patch, "overlap": args.overlap, "batch": args.batch,
+        summary = {"size_zyx": args.size, "patch_zyx": results[next(iter(results))].get("patch_zyx"), "overlap": args.overlap, "batch": args.batch,
                    "widths": args.widths, "results": results}
         if "ours" in results and "monai" in results:
             ours_fg = np.load(os.path.join(workdir, "ours_fg.npy"))
