@@ -26,6 +26,7 @@ from .geometry import coarse_grid, crop_around_point, ras_to_lps
 from .inference import InferenceOptions, InferenceResult, sliding_window_predict
 from .modelfile import ModelSpec
 from .postprocessing import postprocess_labelmap
+from .precision import model_allows_cpu_bf16
 from .preprocessing import preprocess, restore_to_input
 from .segfile import LabelInfo
 
@@ -160,6 +161,7 @@ def segment_image(
         device=options.device,
         precision=options.precision,
         return_attention=options.attention,
+        cpu_bf16_validated=model_allows_cpu_bf16(spec.training),
     )
     inferred = sliding_window_predict(
         model, pre.array, inference_options, progress=_scaled(progress, 0.05, 0.9), cancel=cancel

@@ -662,9 +662,27 @@ def _train(config: TrainConfig, dataset_dir: Path, out: Path, resume: bool, over
                       "patches/s", (epoch + 1) / config.epochs)
         ctx.barrier()
 
+    if ctx.rank == 0 and val_data and (out / MODEL_FILE).exists():
+        _record_cpu_bf16_agreement(out / MODEL_FILE, val_data[:2], reporter)
     reporter.line(f"done: {out / MODEL_FILE}" + ("" if best_dice is None else
                   f" (best validation Dice {best_dice:.4f} at epoch {best_epoch})"))
     return TrainResult(raw_model, history, best_dice, best_epoch, out / MODEL_FILE)
+
+
+def _record_cpu_bf16_agreement(model_path: Path, cases: list[LoadedCase], reporter: _Reporter) -> None:
+    """Measure bf16-vs-fp32 CPU agreement of the best model and store it in its file, so that
+    `segment` may use bf16 on CPUs that have it (see precision.py)."""
+    from .modelfile import load_model, save_model
+    from .precision import CPU_BF16_KEY, measure_cpu_bf16_agreement
+
+    model, spec = load_model(model_path)
+    agreement = measure_cpu_bf16_agreement(model, [case.image for case in cases], spec.patch_size_zyx)
+    if agreement is None:
+        reporter.line("CPU bf16 agreement not measured (this CPU has no native bf16)")
+        return
+    spec.training[CPU_BF16_KEY] = agreement
+    save_model(model_path, model, spec)
+    reporter.line(f"CPU bf16 vs fp32 agreement on {len(cases)} validation case(s): Dice {agreement:.4f}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -88,6 +88,12 @@ def test_training_writes_a_loadable_model_folder(two_epochs):
     assert spec.training["synthetic"] is True and "SYNTHETIC" in spec.description
     assert spec.training["val_case_ids"] == ["pancreas_003"]
     assert spec.training["best_val_dice"] == result.best_val_dice
+    # The best model's bf16/fp32 CPU agreement is measured and recorded (precision.py).
+    from AttentionUNetSegmentLib.precision import CPU_BF16_KEY, cpu_has_native_bf16
+    if cpu_has_native_bf16():
+        assert 0.0 <= spec.training[CPU_BF16_KEY] <= 1.0
+    else:
+        assert CPU_BF16_KEY not in spec.training
     with torch.no_grad():                             # the loaded model runs
         assert model(torch.zeros(1, 1, 32, 32, 32)).shape == (1, 2, 32, 32, 32)
 
