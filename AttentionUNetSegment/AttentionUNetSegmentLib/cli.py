@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from . import __version__
+from .argtypes import whole_number
 from .errors import CancelledError, InputError
 
 EXIT_INPUT_ERROR = 2
@@ -40,13 +41,6 @@ def _parse_overlap(text: str) -> float:
     value = float(text)
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"overlap must be in [0, 1); got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text}")
     return value
 
 
@@ -74,7 +68,7 @@ def add_segment_parser(subparsers) -> None:
                    help="arithmetic on the device (default: auto = bf16/fp16 autocast on CUDA, fp32 on CPU)")
     p.add_argument("--overlap", type=_parse_overlap, default=0.5,
                    help="fraction of each sliding window shared with its neighbour, 0..<1 (default: 0.5)")
-    p.add_argument("--batch-size", type=_positive_int, default=2, help="windows per forward pass (default: 2)")
+    p.add_argument("--batch-size", type=whole_number(1), default=2, help="windows per forward pass (default: 2)")
     p.add_argument("--point", type=_parse_point, metavar="R,A,S",
                    help="click-to-segment: a RAS point in mm (as Slicer shows it) on the pancreas; "
                    "only the region around it is segmented and the component at the point is kept")

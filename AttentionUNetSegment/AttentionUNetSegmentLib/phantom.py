@@ -27,6 +27,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import SimpleITK as sitk
 
+from .argtypes import whole_number
 from .errors import InputError
 from .phantom_anatomy import MATERIALS, ORGAN_LABELS, Anatomy, Grid, build_anatomy, render_materials
 
@@ -436,26 +437,6 @@ def write_dataset(out_dir, cases: int, seed: int, all_organs: bool = False,
 # --------------------------------------------------------------------------------------- CLI
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1; got {text}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number; got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more; got {text}")
-    return value
-
-
 def register_cli(subparsers) -> None:
     """Add the `phantom` sub-command."""
     p = subparsers.add_parser(
@@ -469,8 +450,8 @@ def register_cli(subparsers) -> None:
     )
     p.add_argument("out_dir", metavar="OUT_DIR",
                    help="dataset folder (created if missing; must not already hold a dataset unless --overwrite)")
-    p.add_argument("--cases", type=_positive_int, default=10, metavar="N", help="number of cases to generate (default: 10)")
-    p.add_argument("--seed", type=_seed, default=0, metavar="S",
+    p.add_argument("--cases", type=whole_number(1), default=10, metavar="N", help="number of cases to generate (default: 10)")
+    p.add_argument("--seed", type=whole_number(0), default=0, metavar="S",
                    help="dataset seed; case i uses a seed derived from (seed, i), listed in dataset.json (default: 0)")
     p.add_argument("--all-organs", action="store_true",
                    help="label every modelled organ (liver 2, spleen 3, kidneys 4/5, stomach 6, duodenum 7, ...; "
