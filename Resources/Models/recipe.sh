@@ -18,10 +18,12 @@ mkdir -p "$work"
 # (2 mm, HU window, Dice+CE, Adam, augmentation) is the default recipe. One thread per run, both
 # runs side by side.
 for arch in attention unet; do
-  OMP_NUM_THREADS=1 "$aus" train "$work/phantom_train" -o "$work/models/$arch" --arch "$arch" \
+  # An interrupted (or finished) run resumes where it stopped instead of starting again.
+  resume=(); [ -f "$work/models/$arch/checkpoint_last.pt" ] && resume=(--resume)
+  OMP_NUM_THREADS=1 "$aus" train "$work/phantom_train" -o "$work/models/$arch" --arch "$arch" "${resume[@]}" \
     --patch 96,96,64 --widths 8,16,32,64,128 --lr 5e-4 --iterations-per-epoch 40 \
     --epochs "$epochs" --val-every 3 --val-fraction 0.1 --workers 0 --cache --seed 0 \
-    --progress none > "$work/train_$arch.log" 2>&1 &
+    --progress none >> "$work/train_$arch.log" 2>&1 &
 done
 wait
 
