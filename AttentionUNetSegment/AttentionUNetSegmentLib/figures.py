@@ -436,15 +436,20 @@ def learning_curve_image(epochs: Sequence[float], series: Mapping[str, Sequence[
     if ylabel:
         draw_text(image, 4, max(top - 14, 2), ylabel, black)
     if title:
-        w, _ = text_size(title, 2)
-        draw_text(image, (width - w) // 2, 8, title, black, 2)
+        # Long titles (dataset names) drop to the small font, then get cut, rather than overflow.
+        scale = 2 if text_size(title, 2)[0] <= width - 8 else 1
+        title = _fit(title, width - 8, scale)
+        w, _ = text_size(title, scale)
+        draw_text(image, (width - w) // 2, 8 if scale == 2 else 12, title, black, scale)
 
     for index, (name, v) in enumerate(values.items()):
         color = PALETTE[index % len(PALETTE)]
         xs, ys = px(epochs), py(v)
-        for i in range(len(v) - 1):
-            if np.isfinite(v[i]) and np.isfinite(v[i + 1]):
-                draw_line(image, xs[i], ys[i], xs[i + 1], ys[i + 1], color, thickness=2)
+        # Join consecutive *measured* points: a series sampled every few epochs (validation)
+        # is still a line, not scattered dots.
+        measured = np.flatnonzero(np.isfinite(v))
+        for i, j in zip(measured[:-1], measured[1:]):
+            draw_line(image, xs[i], ys[i], xs[j], ys[j], color, thickness=2)
         if len(v) <= 40:         # markers keep single points and short runs visible
             for x, y, ok in zip(xs, ys, np.isfinite(v)):
                 if ok:
