@@ -113,6 +113,10 @@ def run_segment(args) -> int:
     from .pipeline import SegmentationOptions, segment_image
     from .progress import make_progress
 
+    from .inference import resolve_device, resolve_precision
+
+    # Device problems are about the machine, not a file: report them before touching any file.
+    resolve_precision(args.precision, resolve_device(args.device))
     ct_path = Path(args.ct)
     outputs = _planned_outputs(args, ct_path)
     image = read_ct(ct_path)

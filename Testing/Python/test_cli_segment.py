@@ -208,3 +208,11 @@ def test_module_entry_point_exit_code_and_help(tmp_path):
     run = subprocess.run([sys.executable, "-m", "AttentionUNetSegmentLib", "segment", str(tmp_path / "missing.nrrd"),
                           "-o", str(tmp_path / "o.nii.gz")], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "missing.nrrd" in run.stderr
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_unavailable_device_is_reported_as_such(real_ct_path, tiny_model_path, tmp_path, capsys):
+    code, _, stderr = _run(["segment", str(real_ct_path), "-o", str(tmp_path / "x.nii.gz"),
+                            "--model", str(tiny_model_path), "--device", "cuda"], capsys)
+    assert code == 2 and "CUDA" in stderr and "ct.nii.gz" not in stderr
+    assert list(tmp_path.iterdir()) == []
