@@ -136,6 +136,11 @@ def segment_image(
     point_index_zyx = None
     if options.point_ras is not None:
         point_lps = ras_to_lps(options.point_ras)
+        inside = image.TransformPhysicalPointToContinuousIndex(point_lps)
+        if any(not -0.5 <= i <= n - 0.5 for i, n in zip(inside, image.GetSize())):
+            # Said in RAS, the coordinates the user clicked or typed.
+            ras = ", ".join(f"{v:g}" for v in options.point_ras)
+            raise InputError(None, f"point (R, A, S) = ({ras}) mm lies outside the CT volume")
         side = float(options.roi_size_mm)
         work = crop_around_point(image, point_lps, (side, side, side))
         # The crop keeps the input's voxel lattice, so its origin is an integer index of the input.
