@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import TextIO
+from typing import Optional, TextIO
 
 
 class TerminalProgress:
     """`[#######.....]  58%  Sliding window 12/21  0:14` redrawn in place on a terminal."""
 
-    def __init__(self, stream: TextIO = sys.stderr, width: int = 30, min_interval_s: float = 0.1):
+    def __init__(self, stream: Optional[TextIO] = None, width: int = 30, min_interval_s: float = 0.1):
+        # Looked up per instance: sys.stderr may be replaced after import (tests, GUIs, redirects).
+        stream = stream or sys.stderr
         self.stream = stream
         self.width = width
         self.min_interval_s = min_interval_s
@@ -52,15 +54,15 @@ class TerminalProgress:
 class JsonProgress:
     """One `{"fraction": f, "message": m}` line per update, flushed immediately."""
 
-    def __init__(self, stream: TextIO = sys.stderr):
-        self.stream = stream
+    def __init__(self, stream: Optional[TextIO] = None):
+        self.stream = stream or sys.stderr
 
     def __call__(self, fraction: float, message: str) -> None:
         self.stream.write(json.dumps({"fraction": round(float(fraction), 4), "message": message}) + "\n")
         self.stream.flush()
 
 
-def make_progress(kind: str, stream: TextIO = sys.stderr):
+def make_progress(kind: str, stream: Optional[TextIO] = None):
     """`bar`, `json` or `none` (returns None: the core skips reporting)."""
     if kind == "bar":
         return TerminalProgress(stream)

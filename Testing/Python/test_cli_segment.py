@@ -221,5 +221,6 @@ def test_unavailable_device_is_reported_as_such(real_ct_path, tiny_model_path, t
 def test_point_outside_the_ct_is_reported_in_ras(real_ct_path, tiny_model_path, tmp_path, capsys):
     code, _, stderr = _run(["segment", str(real_ct_path), "-o", str(tmp_path / "x.nii.gz"),
                             "--model", str(tiny_model_path), "--point", "1000,0,0"], capsys)
-    assert code == 2 and "ct.nii.gz" in stderr and "(1000, 0, 0)" in stderr and "outside" in stderr
+    assert code == 2, stderr
+    assert "ct.nii.gz" in stderr and "(1000, 0, 0)" in stderr and "outside" in stderr
     assert list(tmp_path.iterdir()) == []
