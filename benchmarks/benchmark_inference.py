@@ -146,7 +146,6 @@ def run_one(method: str, args) -> dict:
 
 def _monai(model, volume, args, device):
     """MONAI's sliding window with the same network, the same Gaussian (sigma = patch/8) and overlap."""
-    import numpy as np
     import torch
     from monai.inferers import sliding_window_inference
 

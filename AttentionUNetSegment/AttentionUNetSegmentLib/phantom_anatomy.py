@@ -456,7 +456,7 @@ class Lobulated(Shape):
         return self._perturb(self.base.sdf_box(grid, box), *grid.coords(box))
 
 
-class Union(Shape):
+class ShapeUnion(Shape):
     """Several shapes painted as one (minimum of their distances)."""
 
     def __init__(self, *parts: Shape):
@@ -702,7 +702,7 @@ def _vertebral_arch(rng: np.random.Generator, canal_y: float, body_back: float, 
         tip = (side * (rng.uniform(38, 46) if lumbar else 30), canal_y + (4 if lumbar else 10), z)
         parts.append(Tube([(side * 12, canal_y + 1, z), tip], [3.5, 2.5], metric=(1, 1, 0.8), step=50))
     parts.append(Tube([(0, canal_y + 12, z - 5), (0, canal_y + 40, z - 14)], [4.0, 4.5], metric=(1.6, 1, 0.4), step=50))
-    return Union(*parts)
+    return ShapeUnion(*parts)
 
 
 def _back_muscles(p: Patient, body_half_width: float) -> list[PaintOp]:
@@ -822,7 +822,7 @@ def _liver(p: Patient) -> tuple[list[PaintOp], Shape]:
     # Inferior surface: plane through (x=-120, z=low) rising ~0.55 mm per mm towards the left.
     slope = rng.uniform(0.45, 0.65)
     cut = HalfSpace((slope, 0.22, -1.0), -120.0 * slope - low)
-    liver = Lobulated(_Intersect(Union(right, left, caudate), cut), Waves(rng, 60.0, 6), 4.0)
+    liver = Lobulated(_Intersect(ShapeUnion(right, left, caudate), cut), Waves(rng, 60.0, 6), 4.0)
     return [PaintOp("liver", liver, [(0.0, MAT["liver"])], replace=FAT)], liver
 
 
@@ -1252,7 +1252,7 @@ def _lungs(p: Patient) -> list[PaintOp]:
     for side in (-1, 1):
         dome = Ellipsoid(p.jitter((side * 80, 15, 190), 6), (75, 95, 150 - 10 * side))
         recess = Ellipsoid(p.jitter((side * 82, 55 + p.spine_y, 130), 5), (55, 32, 105))
-        ops.append(PaintOp("lung", Union(dome, recess), [(0.0, MAT["lung"])], replace=SOFT,
+        ops.append(PaintOp("lung", ShapeUnion(dome, recess), [(0.0, MAT["lung"])], replace=SOFT,
                            halo=(3.0, MAT["muscle"], FAT)))  # the diaphragm
     return ops
 

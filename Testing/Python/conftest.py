@@ -41,3 +41,14 @@ def real_labels_path() -> Path:
     path = SHARED_DATA / "totalsegmentator_labels.nii.gz"
     assert path.exists(), f"test data missing: {path} (shared/ must sit beside the repository)"
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory) -> Path:
+    """A tiny randomly initialised model file (widths 4..64, 2 mm, 32^3 windows): plumbing, not skill."""
+    from AttentionUNetSegmentLib.modelfile import save_model, tiny_test_model
+
+    model, spec = tiny_test_model(seed=0)
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_model(path, model, spec)
+    return path

@@ -19,15 +19,6 @@ import pytest
 import SimpleITK as sitk
 
 from AttentionUNetSegmentLib.cli import main
-from AttentionUNetSegmentLib.modelfile import save_model, tiny_test_model
-
-
-@pytest.fixture(scope="module")
-def tiny_model_path(tmp_path_factory) -> Path:
-    model, spec = tiny_test_model(seed=0)
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_model(path, model, spec)
-    return path
 
 
 def _same_grid(a: sitk.Image, b: sitk.Image) -> None:

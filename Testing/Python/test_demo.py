@@ -8,13 +8,10 @@ import numpy as np
 import SimpleITK as sitk
 
 from AttentionUNetSegmentLib.cli import main
-from AttentionUNetSegmentLib.modelfile import save_model, tiny_test_model
 
 
-def test_demo_writes_every_output_and_reports_dice(tmp_path, capsys):
-    model, spec = tiny_test_model(seed=1)
-    model_path = tmp_path / "tiny.pt"
-    save_model(model_path, model, spec)
+def test_demo_writes_every_output_and_reports_dice(tiny_model_path, tmp_path, capsys):
+    model_path = tiny_model_path
     out = tmp_path / "demo"
     code = main(["demo", "-o", str(out), "--model", str(model_path), "--device", "cpu", "--progress", "none",
                  "--fast"])

@@ -19,7 +19,6 @@ import SimpleITK as sitk
 
 from AttentionUNetSegmentLib.geometry import coarse_grid, resample_to_spacing, to_canonical
 from AttentionUNetSegmentLib.preprocessing import (
-    AIR_HU,
     IntensitySpec,
     PreprocessedVolume,
     normalize_hu,

@@ -478,16 +478,6 @@ def test_seg_nrrd_saved_from_the_scene_reads_back_with_slicerio(mrml, tmp_path):
 # ----------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def tiny_model_path(tmp_path_factory) -> Path:
-    from AttentionUNetSegmentLib.modelfile import save_model, tiny_test_model
-
-    model, spec = tiny_test_model(seed=0)
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_model(path, model, spec)
-    return path
-
-
-@pytest.fixture(scope="module")
 def small_ct(real_ct_path) -> sitk.Image:
     """The pancreas region of the real CT (64 x 48 x 16 voxels, 3 mm): fast with the tiny model."""
     ct = sitk.ReadImage(str(real_ct_path))
@@ -861,7 +851,6 @@ def test_widget_flows_segment_cancel_errors_overlays_click(module_file, mrml, sm
     p.overlap = 0.0
 
     # Segment -> Cancel while running -> result in the scene.
-    before = mrml.node_ids()
     widget.onSegmentButton()
     assert ui.segmentButton.text == "Cancel" and ui.progressBar.visible and not ui.inputVolumeSelector.enabled
     _drive(widget)
