@@ -98,7 +98,9 @@ def run_one(method: str, args) -> dict:
     """Runs inside a fresh subprocess: one method, returns its figures."""
     import numpy as np
     import torch
-    from AttentionUNetSegmentLib.inference import InferenceOptions, resolve_device, sliding_window_predict
+    from AttentionUNetSegmentLib.inference import (InferenceOptions, resolve_device, resolve_precision,
+                                                   sliding_window_predict)
+    from AttentionUNetSegmentLib.precision import model_allows_cpu_bf16
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
     device = resolve_device(args.device)
@@ -106,8 +108,13 @@ def run_one(method: str, args) -> dict:
     model, spec = _model_and_spec(arch, args)
     volume = _volume(args.size, spec)
     args.patch = args.patch or tuple(spec.patch_size_zyx if not args.random else (96, 160, 160))
+    # Precision as `segment` decides it: "auto" may use bf16 on the CPU only for a model file that
+    # records a measured bf16/fp32 agreement (precision.py). The U-Net timing run uses the same
+    # precision as ours so that only the gates differ; "ours_fp32" forces fp32 for comparison.
+    validated = not args.random and model_allows_cpu_bf16(spec.training)
+    precision = "fp32" if method == "ours_fp32" else resolve_precision(args.precision, device, validated)
     options = InferenceOptions(patch_size_zyx=args.patch, overlap=args.overlap, batch_size=args.batch,
-                               device=str(device), precision=args.precision, return_attention=arch != "unet3d")
+                               device=str(device), precision=precision, return_attention=arch != "unet3d")
     # Warm-up on one patch-sized volume: kernels, allocator and thread pools, not timed.
     sliding_window_predict(model, volume[: args.patch[0], : args.patch[1], : args.patch[2]], options)
     if device.type == "cuda":
@@ -138,7 +145,8 @@ def run_one(method: str, args) -> dict:
         "peak_memory_mb": _peak_memory_mb(str(device)), "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
         or platform.machine(),
-        "precision": args.precision, "threads": torch.get_num_threads(), "patch_zyx": list(args.patch),
+        "precision": "fp32 (MONAI default)" if method == "monai" and device.type == "cpu" else precision,
+        "threads": torch.get_num_threads(), "patch_zyx": list(args.patch),
         "weights": "random" if args.random else "trained",
         "widths": model.widths,
     }
@@ -205,7 +213,7 @@ def main() -> int:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's default)")
-    parser.add_argument("--methods", default="ours,monai,unet")
+    parser.add_argument("--methods", default="ours,monai,unet,ours_fp32")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--run", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -248,6 +256,9 @@ def main() -> int:
                   f"Dice(ours, MONAI) = {summary['dice_ours_vs_monai']:.4f} (target >= 0.99); "
                   f"attention max |diff| = "
                   + ", ".join(f"{k} {v:.3g}" for k, v in summary["attention_max_abs_diff"].items()))
+        if "ours_fp32" in results and "monai" in results:
+            summary["ratio_ours_fp32_over_monai"] = results["ours_fp32"]["seconds"] / results["monai"]["seconds"]
+            print(f"time ours (forced fp32) / MONAI = {summary['ratio_ours_fp32_over_monai']:.3f}")
         if "ours" in results and "unet" in results:
             summary["gate_overhead"] = results["ours"]["seconds"] / results["unet"]["seconds"] - 1
             print(f"gates' overhead over the plain U-Net backbone = {summary['gate_overhead'] * 100:+.1f} % "
