@@ -97,10 +97,9 @@ def _planned_outputs(args, ct_path: Path) -> dict[str, Path]:
         folder = Path(args.attention_dir)
         if folder.exists() and not folder.is_dir():
             raise InputError(folder, "is a file; --attention-dir needs a folder")
-        if not folder.exists():
-            if not folder.parent.exists() and str(folder.parent) != "":
-                raise InputError(folder, "its parent folder does not exist")
-            folder.mkdir()
+        # Checked now, created only once results exist: bad input must leave nothing behind.
+        if not folder.exists() and not folder.parent.is_dir():
+            raise InputError(folder, "its parent folder does not exist")
     names = [str(p.resolve()) for p in outputs.values()]
     if len(set(names)) != len(names):
         raise InputError(args.output, "two outputs would be written to the same file")
@@ -160,6 +159,8 @@ def run_segment(args) -> int:
             result.labelmap, stack.enter_context(atomic_output(outputs["labels"])), result.labels)
         if "probabilities" in outputs:
             write_image(result.probabilities, stack.enter_context(atomic_output(outputs["probabilities"])))
+        if result.attention:
+            Path(args.attention_dir).mkdir(exist_ok=True)
         for name, attention in result.attention.items():
             target = Path(args.attention_dir) / f"attention_{name}.{args.attention_format}"
             # nrrd is the fast path (the Slicer module reads these back at once): no gzip.

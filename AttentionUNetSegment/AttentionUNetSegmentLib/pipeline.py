@@ -21,7 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from .errors import InputError
+from .errors import CancelledError, InputError
 from .geometry import coarse_grid, crop_around_point, ras_to_lps
 from .inference import InferenceOptions, InferenceResult, sliding_window_predict
 from .modelfile import ModelSpec
@@ -78,8 +78,6 @@ def _scaled(progress: Optional[ProgressCallback], start: float, stop: float) -> 
 
 
 def _check_cancel(cancel: Optional[CancelCallback]) -> None:
-    from .errors import CancelledError
-
     if cancel is not None and cancel():
         raise CancelledError("cancelled")
 
