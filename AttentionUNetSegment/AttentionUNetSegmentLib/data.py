@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch.utils.data import IterableDataset, get_worker_info
 
 from .errors import InputError
+from .geometry import grid_differences
 
 IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 _CHANNEL_SUFFIX = re.compile(r"_(\d{4})$")          # nnU-Net: case_0000 = channel 0
@@ -206,23 +207,18 @@ def _read_header(path: Path) -> sitk.ImageFileReader:
     return reader
 
 
+#: Label-vs-image header tolerances for training data: looser than evaluation's, because public
+#: datasets' labels were often written by another tool that rounds the origin differently
+#: (up to a few hundredths of a voxel); a real mismatch is a whole voxel or more.
+LABEL_GRID_TOLERANCES = {"spacing_rtol": 1e-3, "origin_tol_voxels": 0.05, "direction_tol": 1e-3}
+
+
 def check_same_grid(image, label, label_path: Path, image_name: str) -> None:
     """InputError unless `label` (image or header reader) lies on `image`'s voxel grid."""
-    if tuple(image.GetSize()) != tuple(label.GetSize()):
-        raise InputError(label_path, f"size {tuple(label.GetSize())} differs from "
-                                     f"{image_name} {tuple(image.GetSize())}")
-    spacing = np.array(image.GetSpacing())
-    checks = {
-        "spacing": np.allclose(label.GetSpacing(), spacing, rtol=1e-3, atol=1e-4),
-        "origin": np.allclose(label.GetOrigin(), image.GetOrigin(),
-                              atol=max(1e-3, 0.05 * float(spacing.min()))),
-        "direction": np.allclose(label.GetDirection(), image.GetDirection(), atol=1e-3),
-    }
-    for what, same in checks.items():
-        if not same:
-            theirs = np.round(getattr(label, "Get" + what.capitalize())(), 4).tolist()
-            ours = np.round(getattr(image, "Get" + what.capitalize())(), 4).tolist()
-            raise InputError(label_path, f"{what} {theirs} differs from {image_name} {ours}")
+    differences = grid_differences(label, image, **LABEL_GRID_TOLERANCES)
+    if differences:
+        raise InputError(label_path, f"not on the grid of {image_name} (label vs image): "
+                                     + "; ".join(differences))
 
 
 def find_cases(dataset_dir: str | os.PathLike, check_grids: bool = True) -> list[Case]:

@@ -28,6 +28,7 @@ __all__ = [
     "lps_to_index",
     "crop_around_point",
     "same_grid",
+    "grid_differences",
     "describe_grid",
 ]
 
@@ -257,14 +258,51 @@ def same_grid(a: sitk.Image, b: sitk.Image, tol: float = 1e-5) -> bool:
     return True
 
 
+def _fmt_xyz(values: Sequence[float]) -> str:
+    # "+ 0.0" turns -0.0 into 0.0 so flipped axes print as "0", not "-0".
+    return "(" + ", ".join(f"{float(v) + 0.0:.6g}" for v in values) + ")"
+
+
+def grid_differences(
+    a,
+    b,
+    *,
+    spacing_rtol: float = 1e-4,
+    origin_tol_voxels: float = 1e-2,
+    direction_tol: float = 1e-4,
+) -> list[str]:
+    """Human-readable differences between the voxel grids of `a` and `b` (empty list: same grid).
+
+    `a` and `b` are ``sitk.Image`` objects or ``sitk.ImageFileReader`` objects after
+    ``ReadImageInformation()`` (header only, no voxels read). Each difference reads
+    ``"spacing (a) vs (b) mm (x, y, z)"``: SimpleITK's (x, y, z) order and mm, as Slicer shows them.
+
+    Tolerances, because NIfTI stores geometry in float32 and converters round differently:
+    spacing relative per axis, origin as a fraction of the smallest voxel edge, direction
+    absolute per cosine. Callers pick them (evaluation is strict, training label headers
+    are allowed more rounding).
+    """
+    if a.GetDimension() != b.GetDimension():
+        return [f"dimension {a.GetDimension()} vs {b.GetDimension()}"]
+    problems = []
+    if tuple(a.GetSize()) != tuple(b.GetSize()):
+        problems.append(f"size {_fmt_xyz(a.GetSize())} vs {_fmt_xyz(b.GetSize())} voxels (x, y, z)")
+    spacing_a, spacing_b = np.array(a.GetSpacing()), np.array(b.GetSpacing())
+    if not np.allclose(spacing_a, spacing_b, rtol=spacing_rtol, atol=0.0):
+        problems.append(f"spacing {_fmt_xyz(spacing_a)} vs {_fmt_xyz(spacing_b)} mm (x, y, z)")
+    origin_a, origin_b = np.array(a.GetOrigin()), np.array(b.GetOrigin())
+    origin_tol = origin_tol_voxels * float(min(spacing_a.min(), spacing_b.min()))
+    if np.abs(origin_a - origin_b).max() > origin_tol:
+        problems.append(f"origin {_fmt_xyz(origin_a)} vs {_fmt_xyz(origin_b)} mm (LPS)")
+    direction_a, direction_b = np.array(a.GetDirection()), np.array(b.GetDirection())
+    if np.abs(direction_a - direction_b).max() > direction_tol:
+        problems.append(f"direction {_fmt_xyz(direction_a)} vs {_fmt_xyz(direction_b)}")
+    return problems
+
+
 def describe_grid(image: sitk.Image) -> str:
     """One-line description of a grid for error messages (SimpleITK (x, y, z) order, mm)."""
-
-    def fmt(values: Sequence[float]) -> str:
-        # "+ 0.0" turns -0.0 into 0.0 so flipped axes print as "0", not "-0".
-        return "(" + ", ".join(f"{float(v) + 0.0:.6g}" for v in values) + ")"
-
     return (
-        f"size_xyz={tuple(image.GetSize())}, spacing_xyz={fmt(image.GetSpacing())} mm, "
-        f"origin_xyz={fmt(image.GetOrigin())} mm, direction={fmt(image.GetDirection())}"
+        f"size_xyz={tuple(image.GetSize())}, spacing_xyz={_fmt_xyz(image.GetSpacing())} mm, "
+        f"origin_xyz={_fmt_xyz(image.GetOrigin())} mm, direction={_fmt_xyz(image.GetDirection())}"
     )

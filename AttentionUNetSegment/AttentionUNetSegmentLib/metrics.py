@@ -38,11 +38,12 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputError
+from .geometry import grid_differences
 
 PathLike = Union[str, os.PathLike]
 
-#: Grid comparison tolerances. NIfTI stores geometry in float32 and converters round differently,
-#: so exact equality would reject images that are the same grid in every practical sense.
+#: Grid tolerances for prediction vs truth: strict, since both should come from one grid (a
+#: prediction written onto the CT's grid). NIfTI's float32 geometry still needs some slack.
 SPACING_RTOL = 1e-4          # relative, per axis
 ORIGIN_TOL_VOXELS = 1e-2     # origin may differ by 1 % of the smallest voxel edge
 DIRECTION_TOL = 1e-4         # absolute, per direction-cosine entry
@@ -224,34 +225,6 @@ def compute_all(pred: np.ndarray, truth: np.ndarray, spacing_zyx: Sequence[float
     }
 
 
-def _fmt(values: Sequence[float]) -> str:
-    return "(" + ", ".join(f"{v:.6g}" for v in values) + ")"
-
-
-def grid_differences(pred_image: sitk.Image, gt_image: sitk.Image) -> list[str]:
-    """Human-readable differences between the voxel grids of two images (empty list: same grid).
-
-    Sizes, spacings and origins are reported in SimpleITK's (x, y, z) order and mm, as
-    Slicer and ITK show them.
-    """
-    problems = []
-    if pred_image.GetDimension() != gt_image.GetDimension():
-        return [f"dimension {pred_image.GetDimension()} vs {gt_image.GetDimension()}"]
-    if pred_image.GetSize() != gt_image.GetSize():
-        problems.append(f"size {_fmt(pred_image.GetSize())} vs {_fmt(gt_image.GetSize())} voxels (x, y, z)")
-    spacing_p, spacing_g = np.array(pred_image.GetSpacing()), np.array(gt_image.GetSpacing())
-    if not np.allclose(spacing_p, spacing_g, rtol=SPACING_RTOL, atol=0.0):
-        problems.append(f"spacing {_fmt(spacing_p)} vs {_fmt(spacing_g)} mm (x, y, z)")
-    origin_p, origin_g = np.array(pred_image.GetOrigin()), np.array(gt_image.GetOrigin())
-    origin_tol = ORIGIN_TOL_VOXELS * float(min(spacing_p.min(), spacing_g.min()))
-    if np.abs(origin_p - origin_g).max() > origin_tol:
-        problems.append(f"origin {_fmt(origin_p)} vs {_fmt(origin_g)} mm (LPS)")
-    direction_p, direction_g = np.array(pred_image.GetDirection()), np.array(gt_image.GetDirection())
-    if np.abs(direction_p - direction_g).max() > DIRECTION_TOL:
-        problems.append(f"direction {_fmt(direction_p)} vs {_fmt(direction_g)}")
-    return problems
-
-
 def label_mask(image: sitk.Image, label: Union[int, Sequence[int]], path: Optional[PathLike] = None) -> np.ndarray:
     """(z, y, x) boolean mask of the voxels equal to `label` (or to any of several values).
 
@@ -290,7 +263,8 @@ def evaluate_pair(pred_image: sitk.Image, gt_image: sitk.Image, label: Union[int
     if pred_image.GetDimension() != 3 or gt_image.GetDimension() != 3:
         which = pred_path if pred_image.GetDimension() != 3 else gt_path
         raise InputError(which, "expected a 3D labelmap")
-    differences = grid_differences(pred_image, gt_image)
+    differences = grid_differences(pred_image, gt_image, spacing_rtol=SPACING_RTOL,
+                                   origin_tol_voxels=ORIGIN_TOL_VOXELS, direction_tol=DIRECTION_TOL)
     if differences:
         against = f" ({gt_path})" if gt_path is not None else ""
         raise InputError(pred_path, f"prediction and ground truth{against} are on different grids: "

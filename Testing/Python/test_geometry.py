@@ -19,6 +19,7 @@ from AttentionUNetSegmentLib.geometry import (
     coarse_grid,
     crop_around_point,
     describe_grid,
+    grid_differences,
     lps_to_index,
     ras_to_lps,
     resample_to_spacing,
@@ -323,3 +324,29 @@ def test_same_grid_and_describe_grid() -> None:
     text = describe_grid(a)
     assert "size_xyz=(10, 11, 12)" in text and "spacing_xyz=(0.7, 0.7, 2.5)" in text
     assert "direction=(-1, 0, 0, 0, -1, 0, 0, 0, 1)" in text
+
+
+def test_grid_differences_names_each_difference_within_given_tolerances(tmp_path) -> None:
+    a = make_image((10, 11, 12), SPACING_XYZ, DIRECTIONS["RAS"])
+    assert grid_differences(a, a) == []
+    b = make_image((10, 11, 13), (0.7, 0.7, 3.0), DIRECTIONS["LPS"])
+    b.SetOrigin([v + 5.0 for v in a.GetOrigin()])
+    problems = grid_differences(a, b)
+    assert [p.split()[0] for p in problems] == ["size", "spacing", "origin", "direction"]
+    assert problems[0] == "size (10, 11, 12) vs (10, 11, 13) voxels (x, y, z)"
+    assert problems[1] == "spacing (0.7, 0.7, 2.5) vs (0.7, 0.7, 3) mm (x, y, z)"
+
+    # An origin 3 % of a voxel off: a rounding difference for a loose caller, a real one for
+    # a strict caller (the default, 1 %).
+    shifted = make_image((10, 11, 12), SPACING_XYZ, DIRECTIONS["RAS"])
+    shifted.SetOrigin([v + 0.03 * 0.7 for v in a.GetOrigin()])
+    assert [p.split()[0] for p in grid_differences(a, shifted)] == ["origin"]
+    assert grid_differences(a, shifted, origin_tol_voxels=0.05) == []
+
+    # Header readers (no voxels read) compare like images.
+    sitk.WriteImage(a, str(tmp_path / "a.nrrd"))
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(tmp_path / "a.nrrd"))
+    reader.ReadImageInformation()
+    assert grid_differences(reader, a) == []
+    assert grid_differences(reader, sitk.Image(4, 4, sitk.sitkUInt8)) == ["dimension 3 vs 2"]
