@@ -24,7 +24,7 @@ EXIT_INPUT_ERROR = 2
 EXIT_CANCELLED = 130
 
 # Sub-commands that live in their own modules; each exposes register_cli(subparsers).
-_FEATURE_MODULES = ("phantom", "training", "evaluation", "demo")
+_FEATURE_MODULES = ("phantom", "training", "evaluation", "comparison", "demo")
 
 
 def _parse_point(text: str) -> tuple[float, float, float]:
