@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# Reproduces the bundled default model and its README figures (CPU, 2 cores: about 70 minutes
-# of training, both networks side by side, then about 3 minutes of evaluation).
+# Reproduces the bundled default model and its README figures (CPU, 2 cores: about 110 minutes
+# of training, both networks side by side, then about 15 minutes of evaluation).
 #   bash Resources/Models/recipe.sh [WORK_DIR] [EPOCHS]
-# 1. 40 training phantoms (seed 0) and 10 held-out phantoms (seed 5000: derived case seeds never
-#    overlap the training ones), 2. the Attention U-Net and the plain U-Net with the same recipe
-#    (the paper's ablation), 3. both segment the held-out phantoms and the real CT, 4. evaluate.
+# 1. 40 training phantoms (seed 0) and 30 held-out phantoms (10 with seed 5000, 20 with seed
+#    6000: derived case seeds never overlap the training ones), 2. the Attention U-Net and the
+#    plain U-Net with the same recipe (the paper's ablation), 3. both segment the held-out
+#    phantoms and the real CT, 4. evaluate, 5. paired comparison per test set and pooled.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 work=${1:-$here/recipe-work}
-epochs=${2:-24}
+epochs=${2:-48}
 aus="$here/.venv/bin/attention-unet-segment"
 mkdir -p "$work"
 
 [ -f "$work/phantom_train/dataset.json" ] || "$aus" phantom "$work/phantom_train" --cases 40 --seed 0
 [ -f "$work/phantom_test/dataset.json" ] || "$aus" phantom "$work/phantom_test" --cases 10 --seed 5000
+[ -f "$work/phantom_test2/dataset.json" ] || "$aus" phantom "$work/phantom_test2" --cases 20 --seed 6000
 
 # Half the paper's widths and a 96x96x64 patch keep CPU training feasible; everything else
 # (2 mm, HU window, Dice+CE, Adam, augmentation) is the default recipe. One thread per run, both
@@ -28,16 +30,34 @@ for arch in attention unet; do
 done
 wait
 
-for arch in attention unet; do
-  mkdir -p "$work/pred_$arch"
-  for image in "$work"/phantom_test/imagesTr/*_0000.nii.gz; do
-    case_id=$(basename "$image" _0000.nii.gz)
-    "$aus" segment "$image" -o "$work/pred_$arch/$case_id.nii.gz" --model "$work/models/$arch" --progress none
+for test_set in phantom_test phantom_test2; do
+  for arch in attention unet; do
+    pred="$work/pred_${test_set}_$arch"
+    mkdir -p "$pred"
+    for image in "$work/$test_set"/imagesTr/*_0000.nii.gz; do
+      case_id=$(basename "$image" _0000.nii.gz)
+      "$aus" segment "$image" -o "$pred/$case_id.nii.gz" --model "$work/models/$arch" --progress none
+    done
+    "$aus" evaluate "$pred" "$work/$test_set/labelsTr" --csv "$work/eval_${test_set}_$arch.csv"
   done
-  "$aus" evaluate "$work/pred_$arch" "$work/phantom_test/labelsTr" --csv "$work/eval_$arch.csv"
-  ct="$here/../shared/data/totalsegmentator-example"
-  if [ -d "$ct" ]; then
+  "$aus" compare "$work/eval_${test_set}_attention.csv" "$work/eval_${test_set}_unet.csv" --names attention,unet
+done
+
+# Pooled over all 30 held-out cases (case names prefixed by their set, which reuse phantom_000...).
+for arch in attention unet; do
+  { head -n 1 "$work/eval_phantom_test_$arch.csv"
+    for test_set in phantom_test phantom_test2; do
+      tail -n +2 "$work/eval_${test_set}_$arch.csv" | sed "s/^/${test_set}_/"
+    done; } > "$work/eval_pooled_$arch.csv"
+done
+echo "pooled, 30 held-out phantoms:"
+"$aus" compare "$work/eval_pooled_attention.csv" "$work/eval_pooled_unet.csv" --names attention,unet \
+  --metric dice --metric hd95_mm --metric assd_mm --metric precision --metric recall
+
+ct="$here/../shared/data/totalsegmentator-example"
+if [ -d "$ct" ]; then
+  for arch in attention unet; do
     "$aus" segment "$ct/ct.nii.gz" -o "$work/real_ct_$arch.nii.gz" --model "$work/models/$arch" --progress none
     "$aus" evaluate "$work/real_ct_$arch.nii.gz" "$ct/totalsegmentator_labels.nii.gz" --gt-label 7
-  fi
-done
+  done
+fi
