@@ -159,13 +159,20 @@ def format_comparison(result: PairedComparison, a_name: str, b_name: str) -> lis
     """Human-readable lines for one metric."""
     digits = 4 if result.metric in ("dice", "precision", "recall") else 3
     f = lambda v: f"{v:+.{digits}f}"          # noqa: E731  (signed, fixed digits)
+    if result.exact_p:
+        p_text = f"p = {result.p_value:.3g} (exact)"
+    elif result.p_value * (RANDOM_PERMUTATIONS + 1) < 1.5:
+        # No random pattern was as extreme: the estimate is only a bound.
+        p_text = f"p < {2 / (RANDOM_PERMUTATIONS + 1):.0e} (Monte Carlo, no random pattern as extreme)"
+    else:
+        p_text = f"p = {result.p_value:.3g} (Monte Carlo)"
     lines = [
         f"{result.metric}: {a_name} {result.mean_a:.{digits}f}, {b_name} {result.mean_b:.{digits}f} "
         f"(mean over {result.n} paired cases)",
         f"  {a_name} - {b_name}: {f(result.mean_difference)} ± {result.std_difference:.{digits}f}, "
         f"95 % bootstrap CI [{f(result.ci95[0])}, {f(result.ci95[1])}]",
         f"  {a_name} better in {result.wins}, tied in {result.ties}, worse in {result.losses} case(s); "
-        f"paired sign-flip p = {result.p_value:.3g} ({'exact' if result.exact_p else 'Monte Carlo'})",
+        f"paired sign-flip {p_text}",
     ]
     if result.n_not_finite:
         lines.append(f"  {result.n_not_finite} case(s) left out: {result.metric} is inf in at least one file")

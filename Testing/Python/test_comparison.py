@@ -55,6 +55,10 @@ def test_p_value_extremes_and_monte_carlo():
     # exact p = 2 / 2^20; the Monte Carlo estimate is bounded below by 1 / (N + 1).
     p, exact = comparison.sign_flip_p_value(np.full(20, 0.01), rng)
     assert not exact and p == pytest.approx(1 / (comparison.RANDOM_PERMUTATIONS + 1), rel=0.5)
+    result = comparison.PairedComparison("dice", 20, 0.9, 0.89, 0.01, 0.0, (0.01, 0.01), 20, 0, 0,
+                                         p, exact, 0)
+    assert "p < 2e-05 (Monte Carlo, no random pattern as extreme)" in \
+        "\n".join(comparison.format_comparison(result, "a", "b"))
     # Symmetric differences (mean 0): every pattern is at least as extreme, p = 1.
     p, exact = comparison.sign_flip_p_value(np.array([0.01, -0.01, 0.02, -0.02]), rng)
     assert exact and p == 1.0
