@@ -279,8 +279,8 @@ def grid_differences(
 
     Tolerances, because NIfTI stores geometry in float32 and converters round differently:
     spacing relative per axis, origin as a fraction of the smallest voxel edge, direction
-    absolute per cosine. Callers pick them (evaluation is strict, training label headers
-    are allowed more rounding).
+    absolute per cosine. The defaults are strict (evaluation: a prediction written onto its
+    CT's grid); training's label check passes looser ones (`data.LABEL_GRID_TOLERANCES`).
     """
     if a.GetDimension() != b.GetDimension():
         return [f"dimension {a.GetDimension()} vs {b.GetDimension()}"]

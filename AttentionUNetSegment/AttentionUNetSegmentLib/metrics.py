@@ -42,11 +42,6 @@ from .geometry import grid_differences
 
 PathLike = Union[str, os.PathLike]
 
-#: Grid tolerances for prediction vs truth: strict, since both should come from one grid (a
-#: prediction written onto the CT's grid). NIfTI's float32 geometry still needs some slack.
-SPACING_RTOL = 1e-4          # relative, per axis
-ORIGIN_TOL_VOXELS = 1e-2     # origin may differ by 1 % of the smallest voxel edge
-DIRECTION_TOL = 1e-4         # absolute, per direction-cosine entry
 
 METRIC_KEYS = ("dice", "hd95_mm", "assd_mm", "precision", "recall", "pred_volume_ml", "gt_volume_ml")
 
@@ -263,8 +258,9 @@ def evaluate_pair(pred_image: sitk.Image, gt_image: sitk.Image, label: Union[int
     if pred_image.GetDimension() != 3 or gt_image.GetDimension() != 3:
         which = pred_path if pred_image.GetDimension() != 3 else gt_path
         raise InputError(which, "expected a 3D labelmap")
-    differences = grid_differences(pred_image, gt_image, spacing_rtol=SPACING_RTOL,
-                                   origin_tol_voxels=ORIGIN_TOL_VOXELS, direction_tol=DIRECTION_TOL)
+    # geometry's default tolerances are the strict ones: a prediction and its truth should share
+    # one grid exactly, up to NIfTI's float32 rounding.
+    differences = grid_differences(pred_image, gt_image)
     if differences:
         against = f" ({gt_path})" if gt_path is not None else ""
         raise InputError(pred_path, f"prediction and ground truth{against} are on different grids: "

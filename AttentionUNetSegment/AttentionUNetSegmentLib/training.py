@@ -43,6 +43,7 @@ from .data import (AugmentationConfig, Case, LoadedCase, PatchDataset, PatchSamp
                    augment_batch, background_value, check_merge_is_safe, find_cases,
                    is_synthetic_dataset, load_case, num_classes, parse_label_map,
                    read_dataset_json)
+from .argtypes import xyz_to_zyx
 from .errors import InputError
 from .losses import DiceCELoss
 
@@ -689,30 +690,9 @@ def _record_cpu_bf16_agreement(model_path: Path, cases: list[LoadedCase], report
 # Command line
 
 
-def _parse_xyz_ints(text: str) -> tuple[int, int, int]:
-    """"160,160,96" (x, y, z, as the paper writes it) -> (96, 160, 160) in (z, y, x)."""
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) == 1:
-        values = values * 3
-    if len(values) != 3 or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected X,Y,Z voxels such as 160,160,96; got {text!r}")
-    return values[::-1]
-
-
-def _parse_spacing(text: str) -> tuple[float, float, float]:
-    """"2" -> (2, 2, 2); "0.8,0.8,2.5" (x, y, z) -> (2.5, 0.8, 0.8) in (z, y, x)."""
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) == 1:
-        values = values * 3
-    if len(values) != 3 or min(values) <= 0:
-        raise argparse.ArgumentTypeError(f"expected MM or X,Y,Z in mm; got {text!r}")
-    return values[::-1]
+# "160,160,96" (x, y, z, as the paper writes it) -> (96, 160, 160); "2" -> (2, 2, 2) mm.
+_parse_xyz_ints = xyz_to_zyx(int, lambda values: min(values) < 1, "X,Y,Z voxels such as 160,160,96")
+_parse_spacing = xyz_to_zyx(float, lambda values: min(values) <= 0, "MM or X,Y,Z in mm")
 
 
 def _parse_ints(text: str) -> tuple[int, ...]:

@@ -251,3 +251,19 @@ def test_kill_9_loses_at_most_the_epoch_in_progress(dataset, tmp_path):
                     dataset, out, resume=True, progress=False)
     assert [row["epoch"] for row in resumed.history] == list(range(1, saved["epoch"] + 2))
     assert not [p for p in out.iterdir() if p.name.startswith(".")]   # stale temporaries gone
+
+
+def test_patch_and_spacing_options_are_xyz_and_reject_bad_values():
+    from AttentionUNetSegmentLib.training import _parse_spacing, _parse_xyz_ints
+    assert _parse_xyz_ints("160,160,96") == (96, 160, 160)          # x, y, z -> z, y, x
+    assert _parse_xyz_ints("64") == (64, 64, 64)
+    assert _parse_spacing("0.8,0.8,2.5") == (2.5, 0.8, 0.8)
+    assert _parse_spacing("2") == (2.0, 2.0, 2.0)
+    for bad in ("160,160", "160,0,96", "a,b,c", "1.5,2,3", ""):
+        with pytest.raises(argparse.ArgumentTypeError,
+                           match=re.escape(f"expected X,Y,Z voxels such as 160,160,96; got {bad!r}")):
+            _parse_xyz_ints(bad)
+    for bad in ("0", "1,2", "-1,1,1", "x"):
+        with pytest.raises(argparse.ArgumentTypeError,
+                           match=re.escape(f"expected MM or X,Y,Z in mm; got {bad!r}")):
+            _parse_spacing(bad)
