@@ -249,6 +249,31 @@ def _lr_at(config: TrainConfig, step: int, total_steps: int) -> float:
     return config.base_lr
 
 
+def _lr_phases_from_log(history: list[dict]) -> list[dict]:
+    """Learning-rate phases rebuilt from the per-epoch log of a checkpoint that predates
+    `lr_phases`: a new phase wherever the logged rate changes (right for constant schedules,
+    which is all such checkpoints used)."""
+    phases: list[dict] = []
+    for row in history:
+        if not phases or phases[-1]["lr"] != row["lr"]:
+            phases.append({"first_epoch": int(row["epoch"]), "schedule": "constant", "lr": row["lr"]})
+    return phases
+
+
+def _lr_schedule_summary(phases: list[dict], epochs_done: int) -> list[dict]:
+    """[{"epochs": "1-48", "schedule": "constant", "lr": 5e-4}, ...]: what the model was
+    trained with, phase by phase (a run resumed with another --lr has several)."""
+    summary = []
+    for i, phase in enumerate(phases):
+        first = phase["first_epoch"]
+        last = phases[i + 1]["first_epoch"] - 1 if i + 1 < len(phases) else epochs_done
+        last = min(last, epochs_done)
+        if last >= first:
+            summary.append({"epochs": f"{first}-{last}", "schedule": phase["schedule"],
+                            "lr": phase["lr"]})
+    return summary
+
+
 def _make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
         decay = 3e-5 if config.weight_decay is None else config.weight_decay
@@ -519,6 +544,13 @@ def _train(config: TrainConfig, dataset_dir: Path, out: Path, resume: bool, over
         start_epoch, history = int(state["epoch"]), list(state["history"])
         best_dice, best_epoch = state["best_val_dice"], state["best_epoch"]
         torch.set_rng_state(state["torch_rng"].cpu())
+    # Each start or resume with a different rate or schedule opens a phase, so the model file
+    # records the whole schedule (e.g. 5e-4 for epochs 1-48, then 1e-4), not just the last --lr.
+    lr_phases = [] if state is None else list(state.get("lr_phases") or _lr_phases_from_log(history))
+    if not lr_phases or (lr_phases[-1]["schedule"], lr_phases[-1]["lr"]) != (config.schedule,
+                                                                            config.base_lr):
+        lr_phases.append({"first_epoch": start_epoch + 1, "schedule": config.schedule,
+                          "lr": config.base_lr})
     raw_model = model
     if ctx.enabled:
         model = nn.parallel.DistributedDataParallel(
@@ -552,7 +584,8 @@ def _train(config: TrainConfig, dataset_dir: Path, out: Path, resume: bool, over
             "epochs": epochs_done, "epochs_planned": config.epochs,
             "iterations_per_epoch": config.iterations_per_epoch,
             "batch_size": config.batch_size, "world_size": ctx.world_size,
-            "optimizer": config.optimizer, "lr": config.base_lr, "labels": config.labels,
+            "optimizer": config.optimizer, "lr": config.base_lr,
+            "lr_schedule": _lr_schedule_summary(lr_phases, epochs_done), "labels": config.labels,
             "best_val_dice": best_dice, "best_epoch": best_epoch,
             "val_dice_grid": f"model grid ({', '.join(f'{s:g}' for s in config.spacing_zyx)}"
                              " mm, z, y, x)",
@@ -645,7 +678,8 @@ def _train(config: TrainConfig, dataset_dir: Path, out: Path, resume: bool, over
                 "format": CHECKPOINT_FORMAT, "version": 1, "epoch": epoch + 1,
                 "config": config.to_dict(), "model": raw_model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                "history": history, "best_val_dice": best_dice, "best_epoch": best_epoch,
+                "history": history, "lr_phases": lr_phases,
+                "best_val_dice": best_dice, "best_epoch": best_epoch,
                 "train_ids": [case.id for case in train_cases],
                 "val_ids": [case.id for case in val_cases],
                 "torch_rng": torch.get_rng_state(),

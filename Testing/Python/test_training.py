@@ -132,6 +132,28 @@ def test_resume_reproduces_an_uninterrupted_run(dataset, two_epochs, tmp_path):
         train(replace(TINY, arch="unet", epochs=3), dataset, out, resume=True, progress=False)
 
 
+def test_model_file_records_every_learning_rate_phase(dataset, tmp_path):
+    # The bundled recipe trains in phases (--resume with a lower --lr); the model file must say
+    # so, not just carry the last --lr.
+    out = tmp_path / "model"
+    train(replace(TINY, epochs=1, lr=5e-4), dataset, out, progress=False)
+    train(replace(TINY, epochs=2, lr=1e-4), dataset, out, resume=True, progress=False)
+    _, spec = load_model(out / "last.pt")
+    assert spec.training["lr"] == 1e-4
+    assert spec.training["lr_schedule"] == [
+        {"epochs": "1-1", "schedule": "constant", "lr": 5e-4},
+        {"epochs": "2-2", "schedule": "constant", "lr": 1e-4}]
+
+    # A checkpoint from before phases were stored: they are rebuilt from its per-epoch log.
+    state = read_checkpoint(out / CHECKPOINT_FILE)
+    del state["lr_phases"]
+    torch.save(state, out / CHECKPOINT_FILE)
+    train(replace(TINY, epochs=3, lr=2e-5), dataset, out, resume=True, progress=False)
+    _, spec = load_model(out / "last.pt")
+    assert [(p["epochs"], p["lr"]) for p in spec.training["lr_schedule"]] == \
+        [("1-1", 5e-4), ("2-2", 1e-4), ("3-3", 2e-5)]
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attention-unet-segment")
     register_cli(parser.add_subparsers(dest="command"))
