@@ -436,8 +436,15 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             p.gate = MAX_GATE
         summary = applied.summary
         volumes = ", ".join(_("{name}: {ml:.1f} mL").format(name=name, ml=ml) for name, ml in applied.volume_ml.items())
-        self.ui.resultLabel.text = _("{volumes}. Shown after {seconds:.1f} s on {device} ({precision}).").format(
+        resultText = _("{volumes}. Shown after {seconds:.1f} s on {device} ({precision}).").format(
             volumes=volumes, seconds=seconds, device=summary.get("device", "?"), precision=summary.get("precision", "?"))
+        # An empty segment is easy to miss in the views: say it, so nobody reads it as "no pancreas".
+        emptyNames = [name for name, ml in applied.volume_ml.items() if ml <= 0.0]
+        if emptyNames:
+            resultText += " " + _("Nothing was found for {names}: the segment is empty (the model may not suit "
+                                  "this scan). The attention maps still show where the network looked.").format(
+                names=", ".join(emptyNames))
+        self.ui.resultLabel.text = resultText
         self._showStatus(_("Done in {seconds:.1f} s.").format(seconds=seconds))
         self._populateGateComboBox()
 

@@ -172,6 +172,10 @@ def run_segment(args) -> int:
     described = ", ".join(f"{name} {ml:.1f} mL" for name, ml in volumes.items())
     print(f"{described}; {result.seconds['total']:.1f} s on {result.inference.device} "
           f"({result.inference.precision}); wrote {outputs['labels']}", file=sys.stderr if args.progress == "json" else sys.stdout)
+    empty = [name for name, ml in volumes.items() if ml <= 0.0]
+    if empty:  # not an error (the files are valid), but a radiologist must not miss it
+        print(f"warning: {ct_path.name}: nothing was found for {', '.join(empty)}; the segment is empty "
+              "(the model may not suit this scan)", file=sys.stderr)
     return 0
 
 

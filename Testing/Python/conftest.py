@@ -52,3 +52,18 @@ def tiny_model_path(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("model") / "tiny.pt"
     save_model(path, model, spec)
     return path
+
+
+@pytest.fixture(scope="session")
+def empty_model_path(tmp_path_factory) -> Path:
+    """A tiny model whose output is background everywhere (fused head: zero weights, bias
+    favouring class 0): what a user sees when a model finds nothing."""
+    from AttentionUNetSegmentLib.modelfile import save_model, tiny_test_model
+
+    model, spec = tiny_test_model(seed=0)
+    with torch.no_grad():
+        model.fuse.weight.zero_()
+        model.fuse.bias.copy_(torch.tensor([10.0, -10.0]))
+    path = tmp_path_factory.mktemp("model") / "finds_nothing.pt"
+    save_model(path, model, spec)
+    return path

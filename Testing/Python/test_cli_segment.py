@@ -75,8 +75,21 @@ def test_segment_writes_every_output_on_the_input_grid(real_ct_path, tiny_model_
     voxel_ml = np.prod(ct.GetSpacing()) / 1000.0
     expected_ml = (sitk.GetArrayFromImage(labels) == 1).sum() * voxel_ml
     assert summary["volume_ml"]["Pancreas"] == pytest.approx(expected_ml)
+    assert ("nothing was found" in stderr) == (expected_ml == 0)
     # No temporary files left behind.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["attention", "pancreas.seg.nrrd", "prob.nii.gz", "summary.json"]
+
+
+def test_empty_result_is_written_and_flagged(real_ct_path, empty_model_path, tmp_path, capsys):
+    # Finding nothing is a valid result (valid files, exit 0), but the user is told in one line.
+    out = tmp_path / "pancreas.nii.gz"
+    code, stdout, stderr = _run(["segment", str(real_ct_path), "-o", str(out), "--model", str(empty_model_path),
+                                 "--progress", "none", "--device", "cpu"], capsys)
+    assert code == 0, stderr
+    assert "Pancreas 0.0 mL" in stdout
+    assert stderr.strip() == ("warning: ct.nii.gz: nothing was found for Pancreas; the segment is empty "
+                              "(the model may not suit this scan)")
+    assert not sitk.GetArrayFromImage(sitk.ReadImage(str(out))).any()
 
 
 def test_seg_nrrd_output_opens_in_slicer_terms(real_ct_path, tiny_model_path, tmp_path, capsys):

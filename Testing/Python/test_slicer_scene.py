@@ -827,7 +827,7 @@ def _drive(widget, timeout=120):
 
 
 def test_widget_flows_segment_cancel_errors_overlays_click(module_file, mrml, small_ct, tiny_model_path, tmp_path,
-                                                           monkeypatch):
+                                                           monkeypatch, empty_model_path):
     monkeypatch.setattr(ss, "DeviceProbe", lambda *a: types.SimpleNamespace(
         start=lambda: types.SimpleNamespace(poll=lambda: {"torch": "2.x", "cuda": ["NVIDIA Test GPU"], "mps": False})))
     ct = mrml.add_ct(small_ct)
@@ -915,4 +915,11 @@ def test_widget_flows_segment_cancel_errors_overlays_click(module_file, mrml, sm
     assert not ui.clickToSegmentButton.checked
     assert "Pancreas:" in ui.resultLabel.text
     assert p.outputSegmentation is segmentation               # the same nodes again
+
+    # A model that finds nothing: the result is shown, and the empty segment is said in words.
+    p.modelPath = str(empty_model_path)
+    widget.onSegmentButton()
+    _drive(widget)
+    assert "Pancreas: 0.0 mL" in ui.resultLabel.text
+    assert "Nothing was found for Pancreas: the segment is empty" in ui.resultLabel.text
     widget.cleanup()
