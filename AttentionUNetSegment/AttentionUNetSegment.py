@@ -2,7 +2,7 @@
 each attention gate's coefficients shown as colour overlays on the CT slices.
 
 Thin Slicer wiring only. The scene-side logic (volume node to image, background job, result
-nodes, overlay display) is `AttentionUNetSegmentLib.slicer_scene`, tested headless with pytest;
+nodes, overlay display) is `AttentionUNetSegmentLib.slicer.scene`, tested headless with pytest;
 the computation is the `segment` command of `AttentionUNetSegmentLib`, run in a background
 process so Slicer stays usable. PyTorch is never imported by this file.
 """
@@ -17,7 +17,18 @@ from typing import Annotated
 import qt
 import slicer
 import vtk
-from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from AttentionUNetSegmentLib.slicer import scene as slicer_scene
+from AttentionUNetSegmentLib.core.errors import InputError
+from AttentionUNetSegmentLib.slicer.scene import (
+    MAX_GATE,
+    NO_OVERLAY,
+    AttentionUNetSegmentSceneLogic,
+)
+from slicer import (
+    vtkMRMLMarkupsFiducialNode,
+    vtkMRMLScalarVolumeNode,
+    vtkMRMLSegmentationNode,
+)
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
@@ -28,10 +39,6 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
-
-from AttentionUNetSegmentLib import slicer_scene
-from AttentionUNetSegmentLib.errors import InputError
-from AttentionUNetSegmentLib.slicer_scene import MAX_GATE, NO_OVERLAY, AttentionUNetSegmentSceneLogic
 
 DEFAULT_MODEL_FILE = "pancreas_phantom_attention_unet.pt"
 
@@ -604,7 +611,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
 
 
 class AttentionUNetSegmentLogic(ScriptedLoadableModuleLogic, AttentionUNetSegmentSceneLogic):
-    """Scene logic (see AttentionUNetSegmentLib.slicer_scene) on slicer.mrmlScene, usable without the GUI:
+    """Scene logic (see AttentionUNetSegmentLib.slicer.scene) on slicer.mrmlScene, usable without the GUI:
 
         logic = AttentionUNetSegmentLogic()
         job = logic.create_job(volumeNode, model_path=path, device="auto").start()
@@ -642,12 +649,12 @@ class AttentionUNetSegmentTest(ScriptedLoadableModuleTest):
 
     # -- helpers ---------------------------------------------------------------------------------------------
     def _phantomVolume(self):
-        """A small phantom CT (AttentionUNetSegmentLib.phantom), else a synthetic sphere in HU."""
+        """A small phantom CT (AttentionUNetSegmentLib.phantom.generator), else a synthetic sphere in HU."""
         import numpy as np
         import SimpleITK as sitk
 
         try:
-            from AttentionUNetSegmentLib.phantom import generate_case
+            from AttentionUNetSegmentLib.phantom.generator import generate_case
 
             # Small on purpose (44 x 44 x 16 voxels of 4 mm): the self-test stays fast on a CPU.
             image = generate_case(seed=3, spacing_xyz=(4.0, 4.0, 4.0), fov_mm=176.0, z_extent_mm=64.0).ct
@@ -664,7 +671,7 @@ class AttentionUNetSegmentTest(ScriptedLoadableModuleTest):
         return volume
 
     def _tinyModelPath(self):
-        from AttentionUNetSegmentLib.modelfile import save_model, tiny_test_model
+        from AttentionUNetSegmentLib.files.modelfile import save_model, tiny_test_model
 
         self._tempDir = tempfile.TemporaryDirectory()
         path = os.path.join(self._tempDir.name, "tiny.pt")

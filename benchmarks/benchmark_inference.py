@@ -39,8 +39,8 @@ def _triple(text: str) -> tuple[int, int, int]:
 def _volume(size_zyx, spec, seed: int = 10000):
     """A held-out phantom, preprocessed exactly as `segment` does, centred in a canvas of air."""
     import numpy as np
-    from AttentionUNetSegmentLib.phantom import generate_case
-    from AttentionUNetSegmentLib.preprocessing import AIR_HU, normalize_hu, preprocess
+    from AttentionUNetSegmentLib.phantom.generator import generate_case
+    from AttentionUNetSegmentLib.core.preprocessing import AIR_HU, normalize_hu, preprocess
 
     case = preprocess(generate_case(seed).ct, spec.spacing_zyx, spec.intensity).array
     canvas = np.full(size_zyx, normalize_hu(np.array([AIR_HU], np.float32), spec.intensity)[0], np.float32)
@@ -58,8 +58,8 @@ def _model_and_spec(arch: str, args):
     """The bundled model's weights (or random paper-width ones); arch 'unet3d' gets the same
     widths, randomly initialised (only its speed is compared)."""
     import torch
-    from AttentionUNetSegmentLib.modelfile import default_model_path, load_model, tiny_test_model
-    from AttentionUNetSegmentLib.network import build_network
+    from AttentionUNetSegmentLib.files.modelfile import default_model_path, load_model, tiny_test_model
+    from AttentionUNetSegmentLib.core.network import build_network
 
     if args.random:
         _, spec = tiny_test_model()
@@ -98,9 +98,9 @@ def run_one(method: str, args) -> dict:
     """Runs inside a fresh subprocess: one method, returns its figures."""
     import numpy as np
     import torch
-    from AttentionUNetSegmentLib.inference import (InferenceOptions, resolve_device, resolve_precision,
-                                                   sliding_window_predict)
-    from AttentionUNetSegmentLib.precision import model_allows_cpu_bf16
+    from AttentionUNetSegmentLib.core.inference import InferenceOptions, sliding_window_predict
+    from AttentionUNetSegmentLib.core.devices import resolve_device, resolve_precision
+    from AttentionUNetSegmentLib.core.devices import model_allows_cpu_bf16
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
     device = resolve_device(args.device)

@@ -37,13 +37,13 @@ DEFAULT_CT = REPO.parent / "shared" / "data" / "totalsegmentator-example" / "ct.
 
 def _model_path(choice: str, folder: Path) -> Path:
     if choice == "tiny":
-        from AttentionUNetSegmentLib.modelfile import save_model, tiny_test_model
+        from AttentionUNetSegmentLib.files.modelfile import save_model, tiny_test_model
 
         path = folder / "tiny.pt"
         save_model(path, *tiny_test_model(seed=0))
         return path
     if choice == "default":
-        from AttentionUNetSegmentLib.modelfile import default_model_path
+        from AttentionUNetSegmentLib.files.modelfile import default_model_path
 
         path = default_model_path()
         if not path.exists():
@@ -101,7 +101,7 @@ class SceneSetup:
 
 
 def time_module(setup: SceneSetup, model: Path, device: str, overlap: float, poll_s: float = 0.1) -> dict:
-    from AttentionUNetSegmentLib import slicer_scene
+    from AttentionUNetSegmentLib.slicer import scene as slicer_scene
 
     logic = slicer_scene.AttentionUNetSegmentSceneLogic(setup.scene, setup.segmentations_logic)
     start = time.perf_counter()                                       # "Segment" pressed

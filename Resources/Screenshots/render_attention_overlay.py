@@ -28,8 +28,8 @@ import SimpleITK as sitk  # noqa: E402
 import slicer  # noqa: E402
 import vtk  # noqa: E402
 
-from AttentionUNetSegmentLib import figures  # noqa: E402
-from AttentionUNetSegmentLib import slicer_scene as ss  # noqa: E402
+from AttentionUNetSegmentLib.reports import figures  # noqa: E402
+from AttentionUNetSegmentLib.slicer import scene as ss  # noqa: E402
 
 
 def _scene():
@@ -49,7 +49,7 @@ def _scene():
 def _ct_image(args) -> tuple[sitk.Image, str]:
     if args.ct:
         return sitk.ReadImage(str(args.ct)), Path(args.ct).name
-    from AttentionUNetSegmentLib.phantom import generate_case
+    from AttentionUNetSegmentLib.phantom.generator import generate_case
 
     case = generate_case(seed=args.seed, spacing_xyz=(1.25, 1.25, 2.5), fov_mm=320.0, z_extent_mm=150.0,
                          orientation="LPS")
@@ -67,7 +67,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("attention-overlay.png"))
     args = parser.parse_args()
 
-    from AttentionUNetSegmentLib.modelfile import default_model_path
+    from AttentionUNetSegmentLib.files.modelfile import default_model_path
 
     model = args.model or default_model_path()
     scene, _, segmentations_logic, slice_logic = _scene()

@@ -46,7 +46,7 @@ def real_labels_path() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory) -> Path:
     """A tiny randomly initialised model file (widths 4..64, 2 mm, 32^3 windows): plumbing, not skill."""
-    from AttentionUNetSegmentLib.modelfile import save_model, tiny_test_model
+    from AttentionUNetSegmentLib.files.modelfile import save_model, tiny_test_model
 
     model, spec = tiny_test_model(seed=0)
     path = tmp_path_factory.mktemp("model") / "tiny.pt"
@@ -58,7 +58,7 @@ def tiny_model_path(tmp_path_factory) -> Path:
 def empty_model_path(tmp_path_factory) -> Path:
     """A tiny model whose output is background everywhere (fused head: zero weights, bias
     favouring class 0): what a user sees when a model finds nothing."""
-    from AttentionUNetSegmentLib.modelfile import save_model, tiny_test_model
+    from AttentionUNetSegmentLib.files.modelfile import save_model, tiny_test_model
 
     model, spec = tiny_test_model(seed=0)
     with torch.no_grad():

@@ -1,0 +1,1 @@
+"""`attention-unet-segment`: the headless command line; one module per sub-command."""

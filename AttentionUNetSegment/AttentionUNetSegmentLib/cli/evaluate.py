@@ -1,0 +1,72 @@
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..core.errors import InputError
+from ..evaluation.evaluate import (
+    _TABLE,
+    Labels,
+    _table_line,
+    evaluate,
+    format_row,
+    format_summary,
+    parse_labels,
+)
+
+
+def _label_argument(text: str) -> Labels:
+    try:
+        return parse_labels(text)  # type: ignore[return-value]
+    except InputError as error:
+        raise argparse.ArgumentTypeError(error.problem.replace("--label ", "")) from None
+
+
+def register_cli(subparsers) -> None:
+    """Add the `evaluate` sub-command."""
+    p = subparsers.add_parser(
+        "evaluate",
+        help="score predictions against ground truth (Dice, HD95, ASSD, precision, recall, volumes)",
+        description="Compare predicted labelmaps with ground truth: Dice, 95th-percentile Hausdorff "
+        "distance and average symmetric surface distance in mm (physical voxel spacing), precision, "
+        "recall and volumes in mL. PRED and GT are files or folders; folders are matched by case name "
+        "(Decathlon/nnU-Net: labelsTr/case.nii.gz <-> case.nii.gz, case.seg.nrrd or case_0000.nii.gz).",
+    )
+    p.add_argument("pred", metavar="PRED", help="prediction labelmap (.nii.gz, .nrrd, .mha, .seg.nrrd) or folder")
+    p.add_argument("gt", metavar="GT", help="ground-truth labelmap or folder (or a Decathlon root with labelsTr/)")
+    p.add_argument("--label", type=_label_argument, default=None, metavar="N[,N...]",
+                   help="prediction label value(s) to evaluate; several are merged (default: the "
+                   "'Pancreas' segment of a .seg.nrrd, else 1)")
+    p.add_argument("--gt-label", type=_label_argument, default=None, metavar="N[,N...]",
+                   help="ground-truth label value(s) (default: same as --label; 7 for TotalSegmentator's "
+                   "pancreas, 1,2 for Decathlon Task07 pancreas + tumour)")
+    p.add_argument("--csv", metavar="FILE", help="write per-case metrics to this CSV file")
+    p.set_defaults(func=run_cli)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Print a per-case table as cases finish, then the summary; InputError propagates."""
+    printed = []
+
+    def show(row: dict) -> None:
+        if not printed:   # header with the first row: an input error prints nothing but itself
+            print(_table_line([title for _, title, _ in _TABLE]))
+            printed.append(True)
+        print(format_row(row), flush=True)
+
+    _, summary = evaluate(args.pred, args.gt, label=args.label, gt_label=args.gt_label,
+                             csv_path=args.csv, on_case=show)
+    print()
+    print("\n".join(format_summary(summary)))
+    for role, files in (("prediction(s) without ground truth", summary["unmatched_pred"]),
+                        ("ground truth file(s) without prediction", summary["unmatched_gt"])):
+        if files:
+            shown = ", ".join(Path(f).name for f in files[:10]) + (", ..." if len(files) > 10 else "")
+            print(f"warning: {len(files)} {role}, not evaluated: {shown}", file=sys.stderr)
+    for note in summary["notes"]:
+        print(f"warning: {note}", file=sys.stderr)
+    if args.csv:
+        print(f"wrote {args.csv}")
+    return 0

@@ -1,0 +1,75 @@
+"""`attention-unet-segment`: the headless command line (segment, phantom, train, evaluate, compare, demo).
+
+Errors a user can fix print one line `error: <file>: <problem>` and exit with code 2;
+nothing is written unless every output could be written (temporary files, then rename).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import traceback
+from typing import Optional, Sequence
+
+from .. import __version__
+from ..core.errors import CancelledError, InputError
+from .segment import add_segment_parser
+
+EXIT_INPUT_ERROR = 2
+EXIT_CANCELLED = 130
+
+# Sub-commands beside `segment`, one module of this package each, exposing register_cli(subparsers).
+# A Slicer install ships only the runtime (core, files, slicer) and `segment`: a command whose
+# parts are not installed is left out of the parser rather than breaking it.
+_OPTIONAL_COMMANDS = ("phantom", "train", "evaluate", "compare", "demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="attention-unet-segment",
+        description="Pancreas segmentation on CT with a 3D Attention U-Net (Oktay et al. 2018), "
+        "with the attention-gate maps that show where the network looked.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_segment_parser(subparsers)
+    package = __package__.rpartition(".")[0]
+    for name in _OPTIONAL_COMMANDS:
+        try:
+            module = importlib.import_module(f"{__package__}.{name}")
+        except ModuleNotFoundError as error:
+            if not (error.name or "").startswith(package + "."):
+                raise  # a third-party package missing is a real problem, not a slim install
+            continue
+        module.register_cli(subparsers)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return EXIT_INPUT_ERROR
+    try:
+        return int(args.func(args) or 0)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    except BrokenPipeError:
+        # Output piped into e.g. `head`, which closed early: not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (CancelledError, KeyboardInterrupt):
+        print("cancelled; no output written", file=sys.stderr)
+        return EXIT_CANCELLED
+    except Exception:  # a bug, not bad input: keep the traceback for the report
+        traceback.print_exc()
+        print("error: unexpected failure (see the traceback above); no output written", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Evaluation: metrics in millimetres, the `evaluate` logic and paired model comparison."""

@@ -1,0 +1,153 @@
+"""Writing outputs atomically: nothing appears under the name a user asked for until it is complete.
+
+Outputs are written to a temporary folder beside the target and moved into place only when
+complete, so an interrupted run never leaves a partial file; output names are checked before
+any work is done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..core.errors import InputError, PathLike
+
+logger = logging.getLogger(__name__)
+#: Image outputs: SimpleITK picks the writer from the extension, so only these are allowed.
+IMAGE_OUTPUT_EXTENSIONS = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def full_extension(path: PathLike, known: Sequence[str] = IMAGE_OUTPUT_EXTENSIONS) -> str:
+    """The (lower-case) extension of `path`, recognising compound ones such as ``.seg.nrrd``.
+
+    The longest entry of `known` that the name ends with wins; otherwise the last suffix.
+    """
+    name = Path(path).name.lower()
+    for ext in sorted(known, key=len, reverse=True):
+        if name.endswith(ext.lower()) and len(name) > len(ext):
+            return ext.lower()
+    return Path(name).suffix
+
+
+def check_output_path(path: PathLike, inputs: Iterable[PathLike] = (),
+                      extensions: Sequence[str] = IMAGE_OUTPUT_EXTENSIONS) -> Path:
+    """Check, before any work, that `path` can be written; return it as a Path.
+
+    The parent folder must exist and be writable, the name must end with one of `extensions`
+    (case-insensitive; compound ones such as ``.seg.nrrd`` count), `path` must not be a folder,
+    and it must not be the same file as any of `inputs` (also through links or other spellings).
+    """
+    shown = path
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise InputError(shown, "is a folder; an output file name is required")
+    ext = full_extension(path, tuple(extensions))
+    if ext not in [e.lower() for e in extensions]:
+        raise InputError(shown, f"has an unsupported output type '{ext or '(none)'}'; use one of "
+                                f"{', '.join(extensions)}")
+    parent = path.parent
+    if not parent.is_dir():
+        what = "is not a folder" if parent.exists() else "does not exist"
+        raise InputError(shown, f"cannot be written: folder '{parent}' {what}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(shown, f"cannot be written: folder '{parent}' is not writable")
+    for source in inputs:
+        if _same_file(path, Path(source).expanduser()):
+            raise InputError(shown, "would overwrite the input CT; choose another output name")
+    return path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)  # hard links, symlinks, bind mounts
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+@contextlib.contextmanager
+def atomic_output(path: PathLike) -> Iterator[Path]:
+    """Yield a temporary path to write to; it replaces `path` only if the block succeeds.
+
+    The temporary path is ``<folder>/.<name>.tmp-<random>/<name>``: a private folder beside the
+    target holding a file with exactly the final name, so writers that pick the format from the
+    extension (``.seg.nrrd``, ``.nii.gz``) or record companion file names (``.mhd`` ->
+    ``.zraw``, ``.nhdr`` -> ``.raw.gz``) do the right thing. On success every file written there
+    is moved next to the target (companions first, the named file last, each by atomic
+    ``os.replace``); on any exception, KeyboardInterrupt included, the folder is deleted and an
+    existing file at `path` is left untouched.
+    """
+    final = Path(path).expanduser()
+    parent = final.parent
+    try:
+        workdir = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=parent))
+    except OSError as error:
+        reason = "does not exist" if isinstance(error, FileNotFoundError) else "is not writable"
+        raise InputError(path, f"cannot be written: folder '{parent}' {reason}") from None
+    temporary = workdir / final.name
+    try:
+        yield temporary
+        if not temporary.exists():
+            raise RuntimeError(f"{final}: nothing was written to the temporary file {temporary}")
+        for companion in sorted(workdir.iterdir()):
+            if companion != temporary and companion.is_file():
+                os.replace(companion, parent / companion.name)
+        os.replace(temporary, final)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _without_metadata(image: sitk.Image) -> sitk.Image:
+    """Copy (cheap, copy-on-write) without the source file's header fields.
+
+    Outputs are derived volumes: NIfTI qform notes or DICOM tags of the input do not describe
+    them, and MetaImage writers print a warning for every field they cannot store.
+    """
+    keys = image.GetMetaDataKeys()
+    if not keys:
+        return image
+    copy = sitk.Image(image)
+    for key in keys:
+        copy.EraseMetaData(key)
+    return copy
+
+
+def write_image(image: sitk.Image, path: PathLike, compress: bool = True) -> None:
+    """Write `image` atomically; the format follows the extension (.nii.gz, .nrrd, .mha, ...)."""
+    out = _without_metadata(image)
+    with atomic_output(path) as temporary:
+        try:
+            sitk.WriteImage(out, str(temporary), useCompression=compress)
+        except RuntimeError as error:
+            logger.debug("%s: write failed: %s", path, error)
+            raise InputError(path, f"could not be written as {full_extension(path)} "
+                                   f"({out.GetPixelIDTypeAsString()} voxels; disk full or type not "
+                                   "supported by this format?)") from None
+
+
+def labelmap_as_uint8(labelmap: sitk.Image) -> sitk.Image:
+    """The labelmap as uint8 (what Slicer and most viewers expect); ValueError if values don't fit."""
+    if labelmap.GetNumberOfComponentsPerPixel() != 1:
+        raise ValueError("a labelmap must have one component per voxel")
+    if labelmap.GetPixelID() == sitk.sitkUInt8:
+        return labelmap
+    stats = sitk.MinimumMaximumImageFilter()
+    stats.Execute(labelmap)
+    low, high = stats.GetMinimum(), stats.GetMaximum()
+    if low < 0 or high > 255:
+        raise ValueError(f"labelmap values {low:g}..{high:g} do not fit in uint8")
+    array = sitk.GetArrayViewFromImage(labelmap)
+    if np.issubdtype(array.dtype, np.floating) and not np.array_equal(array, np.round(array)):
+        raise ValueError("labelmap has non-integer values")
+    return sitk.Cast(labelmap, sitk.sitkUInt8)
+
+

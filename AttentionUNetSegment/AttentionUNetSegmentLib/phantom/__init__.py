@@ -1,0 +1,1 @@
+"""Synthetic abdominal CT phantoms with organ labels (Decathlon layout)."""

@@ -1,0 +1,333 @@
+"""Synthetic abdominal CT phantoms: anatomy statistics, determinism, orientation, dataset writing.
+
+Budget: one full-size case (timed) and two `--fast` cases (1 x 1 x 5 mm) are generated once per
+module; the CLI test writes exactly those two fast cases again and must reproduce them byte for
+byte, which is also the determinism check.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+import zlib
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from AttentionUNetSegmentLib.cli.main import main
+from AttentionUNetSegmentLib.core.errors import InputError
+from AttentionUNetSegmentLib.phantom import generator as phantom
+from AttentionUNetSegmentLib.phantom.anatomy import (
+    ORGAN_LABELS,
+    build_anatomy,
+    shape_volume_ml,
+)
+
+CLI_SEED = 7
+FAST_SEEDS = [phantom.case_seed(CLI_SEED, i) for i in range(2)]  # what `--seed 7 --cases 2` makes
+
+
+def _arrays(case: phantom.PhantomCase) -> tuple[np.ndarray, np.ndarray]:
+    return sitk.GetArrayFromImage(case.ct), sitk.GetArrayFromImage(case.labels)
+
+
+@pytest.fixture(scope="module")
+def full_case():
+    start = time.perf_counter()
+    case = phantom.generate_case(0, all_organs=True)
+    seconds = time.perf_counter() - start
+    md = case.metadata
+    print(f"\nfull-size phantom: {md['size_xyz']} voxels, {md['spacing_xyz']} mm, {seconds:.2f} s")
+    return case, seconds
+
+
+@pytest.fixture(scope="module")
+def fast_cases():
+    return [phantom.generate_case(seed, all_organs=True, **phantom.FAST_SETTINGS) for seed in FAST_SEEDS]
+
+
+def _all_cases(full_case, fast_cases):
+    return [full_case[0], *fast_cases]
+
+
+def best_interval_dice(hu: np.ndarray, target: np.ndarray, lo: int = -300, hi: int = 700) -> float:
+    """Best Dice of any HU interval [a, b) used as a pancreas classifier (exhaustive search)."""
+    bins = np.clip(np.rint(hu), lo, hi).astype(np.int64) - lo
+    n = hi - lo + 1
+    tp = np.concatenate([[0.0], np.cumsum(np.bincount(bins[target], minlength=n))])
+    total = np.concatenate([[0.0], np.cumsum(np.bincount(bins, minlength=n))])
+    inside = tp[None, :] - tp[:, None]           # pancreas voxels in [a, b)
+    predicted = total[None, :] - total[:, None]  # all voxels in [a, b)
+    dice = np.where(predicted > 0, 2 * inside / (target.sum() + np.maximum(predicted, 1)), 0.0)
+    return float(dice.max())
+
+
+def _physical_points(image: sitk.Image, mask: np.ndarray) -> np.ndarray:
+    """LPS positions (mm) of the voxels of `mask` (z, y, x) of `image`."""
+    index = np.argwhere(mask)[:, ::-1].astype(float)  # (i, j, k)
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    return np.array(image.GetOrigin()) + (index * np.array(image.GetSpacing())) @ direction.T
+
+
+def _centroid(image: sitk.Image, mask: np.ndarray) -> np.ndarray:
+    """LPS centroid (mm) of `mask`: the index-space mean mapped once (the mapping is affine)."""
+    mean_index = np.argwhere(mask).mean(axis=0)[::-1]
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    return np.array(image.GetOrigin()) + direction @ (mean_index * np.array(image.GetSpacing()))
+
+
+def _min_distance_mm(labels: sitk.Image, a: int, b: int, within_mm: float = 20.0) -> float:
+    """Smallest distance from a voxel of label `a` to one of label `b` (exact, in mm; inf if
+    none lies within `within_mm` of the box around `a`, which keeps the distance map small)."""
+    array = sitk.GetArrayViewFromImage(labels)
+    found = np.argwhere(array == a)
+    margin = np.ceil(within_mm / np.array(labels.GetSpacing())[::-1]).astype(int)
+    lo = np.maximum(found.min(0) - margin, 0)
+    hi = np.minimum(found.max(0) + margin + 1, array.shape)
+    crop = labels[int(lo[2]):int(hi[2]), int(lo[1]):int(hi[1]), int(lo[0]):int(hi[0])]
+    distance = sitk.SignedMaurerDistanceMap(crop == a, insideIsPositive=False, squaredDistance=False,
+                                            useImageSpacing=True)
+    values = sitk.GetArrayViewFromImage(distance)[sitk.GetArrayViewFromImage(crop) == b]
+    return float(values.min()) if values.size else float("inf")
+
+
+# ----------------------------------------------------------------------------------- anatomy
+
+
+def test_full_size_case_spacing_and_speed(full_case):
+    case, seconds = full_case
+    inplane, thickness = case.metadata["pixel_spacing_mm"], case.metadata["slice_thickness_mm"]
+    assert 0.6 <= inplane <= 1.0 and 1.0 <= thickness <= 5.0
+    # Whatever the header orientation, the stored spacing is a permutation of the scanner's.
+    assert np.allclose(sorted(case.ct.GetSpacing()), sorted([inplane, inplane, thickness]), atol=1e-5)
+    assert case.ct.GetPixelID() == sitk.sitkInt16 and case.labels.GetPixelID() == sitk.sitkUInt8
+    assert max(case.ct.GetSize()) <= phantom.MAX_MATRIX
+    # "A case in seconds": generous bound for a loaded 2-core CI machine (typically 2-5 s).
+    assert seconds < 60, seconds
+
+
+def test_hu_ranges_per_organ(full_case, fast_cases):
+    # Median HU of each labelled organ (portal-venous phase, after partial volume and noise).
+    windows = {"pancreas": (40, 130), "liver": (80, 140), "spleen": (85, 145), "kidney_right": (110, 200),
+               "kidney_left": (110, 200), "aorta": (120, 210), "portal_splenic_vein": (100, 210),
+               "gallbladder": (-20, 50), "vertebrae": (150, 600), "lungs": (-920, -600)}
+    for case in _all_cases(full_case, fast_cases):
+        ct, labels = _arrays(case)
+        for organ, (low, high) in windows.items():
+            mask = labels == ORGAN_LABELS[organ]
+            if organ == "gallbladder" and not mask.any():
+                continue  # cholecystectomy is modelled
+            if organ == "lungs" and mask.sum() < 500:
+                continue  # the lung bases are above some fields of view
+            median = float(np.median(ct[mask]))
+            assert low <= median <= high, (organ, median, case.metadata["seed"])
+        hu = case.metadata["hu_means"]
+        assert -120 <= hu["fat_visceral"] <= -80 and -120 <= hu["fat_subcutaneous"] <= -90
+        assert 40 <= hu["muscle"] <= 65
+        outside = ct[labels == 0]
+        assert outside.min() <= -990  # air around the body
+
+
+def test_pancreas_volume_over_seeds(full_case, fast_cases):
+    rendered = [c.metadata["pancreas_ml"] for c in _all_cases(full_case, fast_cases)]
+    assert all(40 <= v <= 120 for v in rendered), rendered
+    # The gland's calibrated model volume over more seeds (anatomy only, no rendering).
+    modelled = [shape_volume_ml(build_anatomy(np.random.default_rng(s)).pancreas, 2.0) for s in range(4)]
+    assert all(40 <= v <= 120 for v in modelled), modelled
+    assert max(modelled) - min(modelled) > 10  # sizes really vary
+
+
+def test_pancreas_connected_and_in_its_neighbourhood(full_case, fast_cases):
+    for case in _all_cases(full_case, fast_cases):
+        pancreas = sitk.GetArrayFromImage(case.labels) == ORGAN_LABELS["pancreas"]
+        components = sitk.ConnectedComponent(sitk.GetImageFromArray(pancreas.astype(np.uint8)), True)
+        assert sitk.GetArrayViewFromImage(components).max() == 1
+        assert case.metadata["pancreas_islands_removed_ml"] < 0.03 * case.metadata["pancreas_ml"]
+        largest_step = max(case.labels.GetSpacing())
+        # The head sits in the duodenal C-loop; the splenic vein / SMV confluence lies against it.
+        assert _min_distance_mm(case.labels, ORGAN_LABELS["pancreas"], ORGAN_LABELS["duodenum"]) <= largest_step
+        assert _min_distance_mm(case.labels, ORGAN_LABELS["pancreas"], ORGAN_LABELS["portal_splenic_vein"]) < 10
+        assert _min_distance_mm(case.labels, ORGAN_LABELS["pancreas"], ORGAN_LABELS["visceral_arteries"]) < 15
+
+
+def test_pancreas_not_separable_by_intensity(full_case, fast_cases):
+    for case in _all_cases(full_case, fast_cases):
+        ct, labels = _arrays(case)
+        pancreas = labels == ORGAN_LABELS["pancreas"]
+        body = ct > -300
+        assert best_interval_dice(ct[body], pancreas[body]) < 0.5
+        # Even within 30 mm of the gland (where bowel, vessels and duodenum crowd it).
+        margin = np.ceil(30.0 / np.array(case.ct.GetSpacing())[::-1]).astype(int)
+        found = np.argwhere(pancreas)
+        box = tuple(slice(max(0, lo - m), hi + m + 1) for lo, hi, m in zip(found.min(0), found.max(0), margin))
+        near = body[box]
+        assert best_interval_dice(ct[box][near], pancreas[box][near]) < 0.5
+
+
+def test_anatomy_is_in_place_in_the_patient(full_case):
+    case, _ = full_case
+    labels = sitk.GetArrayFromImage(case.labels)
+    offset = np.array(case.metadata["patient_frame_offset_lps"])
+
+    def centre(organ):  # patient frame: x left, y posterior, origin at the L1 vertebral body
+        return _centroid(case.labels, labels == ORGAN_LABELS[organ]) - offset
+
+    pancreas = _physical_points(case.labels, labels == ORGAN_LABELS["pancreas"]) - offset
+    order = np.argsort(pancreas[:, 0])
+    tenth = max(1, len(order) // 10)
+    head, tail = pancreas[order[:tenth]].mean(0), pancreas[order[-tenth:]].mean(0)
+    assert head[0] < -10 and tail[0] > 40          # head right of midline, tail to the left
+    assert tail[2] > head[2] - 5                     # the tail rises towards the splenic hilum
+    assert pancreas[:, 1].mean() < centre("vertebrae")[1] - 25   # anterior to the spine
+    assert centre("liver")[0] < -20 and centre("spleen")[0] > 50
+    assert np.linalg.norm(tail - centre("spleen")) < 90  # the tail points at the splenic hilum
+
+
+# ------------------------------------------------------------------------------ determinism
+
+
+def test_different_seeds_differ(fast_cases):
+    a, b = (_arrays(c)[1] for c in fast_cases)
+    assert a.shape != b.shape or not np.array_equal(a, b)
+    assert fast_cases[0].metadata["pancreas_ml"] != fast_cases[1].metadata["pancreas_ml"]
+
+
+def test_orientation_changes_the_header_not_the_anatomy(fast_cases):
+    reference = fast_cases[0]
+    seed, code = FAST_SEEDS[0], reference.metadata["orientation"]
+    other_code = "PSR" if code != "PSR" else "RAS"
+    # A different header orientation is an exact transpose/flip: back in the reference's
+    # orientation the voxels, spacing and origin are identical.
+    moved = phantom.generate_case(seed, all_organs=True, orientation=other_code, **phantom.FAST_SETTINGS)
+    assert moved.ct.GetDirection() != reference.ct.GetDirection()
+    for mine, theirs in ((moved.ct, reference.ct), (moved.labels, reference.labels)):
+        back = sitk.DICOMOrient(mine, code)
+        assert np.array_equal(sitk.GetArrayViewFromImage(back), sitk.GetArrayViewFromImage(theirs))
+        assert np.allclose(back.GetOrigin(), theirs.GetOrigin(), atol=1e-4)
+        assert np.allclose(back.GetDirection(), theirs.GetDirection(), atol=1e-6)
+    # A gantry tilt re-samples the same patient on oblique slices: the gland stays in place.
+    tilted = phantom.generate_case(seed, all_organs=True, tilt_deg=8.0, **phantom.FAST_SETTINGS)
+    assert not np.allclose(tilted.ct.GetDirection(), reference.ct.GetDirection(), atol=1e-3)
+    a = _physical_points(reference.labels, sitk.GetArrayViewFromImage(reference.labels) == 1)
+    b = _physical_points(tilted.labels, sitk.GetArrayViewFromImage(tilted.labels) == 1)
+    assert np.linalg.norm(a.mean(0) - b.mean(0)) < 3.0
+    assert 0.9 < tilted.metadata["pancreas_ml"] / reference.metadata["pancreas_ml"] < 1.1
+
+
+def test_acquisition_draws_cover_the_required_ranges():
+    anatomy = build_anatomy(np.random.default_rng(0))
+    draws = [phantom.sample_acquisition(np.random.default_rng(s), anatomy) for s in range(300)]
+    inplane = np.array([d.spacing_xyz[0] for d in draws])
+    slices = np.array([d.spacing_xyz[2] for d in draws])
+    assert inplane.min() >= 0.6 and inplane.max() <= 1.0 and np.ptp(inplane) > 0.3
+    assert slices.min() >= 1.0 and slices.max() <= 5.0 and len(set(slices)) >= 5
+    assert len({d.orientation for d in draws}) >= 5
+    assert any(d.tilt_deg != 0 for d in draws) and sum(d.tilt_deg == 0 for d in draws) > 200
+    size = np.array([d.size_xyz[0] for d in draws])
+    fov = size * inplane
+    assert fov.max() <= 421 and np.all((fov >= 299) | (size == phantom.MAX_MATRIX))
+
+
+# ----------------------------------------------------------------------------------- dataset
+
+
+def test_cli_writes_the_decathlon_layout_and_refuses_to_clobber(tmp_path, fast_cases, capsys):
+    out = tmp_path / "phantoms"
+    args = ["phantom", str(out), "--cases", "2", "--seed", str(CLI_SEED), "--fast", "--all-organs"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "phantom_000" in printed and "phantom_001" in printed and " mL" in printed
+
+    description = json.loads((out / "dataset.json").read_text())
+    for key in ("name", "description", "tensorImageSize", "modality", "labels", "numTraining", "training"):
+        assert key in description
+    assert "synthetic" in description["description"].lower()
+    assert description["tensorImageSize"] == "3D" and description["modality"] == {"0": "CT"}
+    assert description["labels"]["0"] == "background" and description["labels"]["1"] == "pancreas"
+    assert description["labels"][str(ORGAN_LABELS["liver"])] == "liver"
+    assert description["numTraining"] == 2 and len(description["training"]) == 2
+    assert [c["seed"] for c in description["generator"]["cases"]] == FAST_SEEDS
+
+    for entry, expected in zip(description["training"], fast_cases):
+        image = sitk.ReadImage(str(out / entry["image"]))
+        label = sitk.ReadImage(str(out / entry["label"]))
+        assert entry["image"].endswith("_0000.nii.gz")
+        assert image.GetPixelID() == sitk.sitkInt16 and label.GetPixelID() == sitk.sitkUInt8
+        assert image.GetSize() == label.GetSize()
+        assert np.allclose(image.GetOrigin(), label.GetOrigin())
+        assert np.allclose(image.GetDirection(), label.GetDirection())
+        # Byte-identical to the same seed generated in this process: deterministic per seed.
+        assert np.array_equal(sitk.GetArrayViewFromImage(image), sitk.GetArrayViewFromImage(expected.ct))
+        assert np.array_equal(sitk.GetArrayViewFromImage(label), sitk.GetArrayViewFromImage(expected.labels))
+        assert np.allclose(image.GetSpacing(), expected.ct.GetSpacing(), atol=1e-5)
+        assert np.allclose(image.GetDirection(), expected.ct.GetDirection(), atol=1e-5)
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name]
+
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    assert main(args) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+
+    # --overwrite replaces the whole dataset: one pancreas-only case, the old second case gone.
+    assert main(["phantom", str(out), "--cases", "1", "--seed", str(CLI_SEED), "--fast", "--overwrite"]) == 0
+    description = json.loads((out / "dataset.json").read_text())
+    assert description["numTraining"] == 1 and description["labels"] == {"0": "background", "1": "pancreas"}
+    assert sorted(p.name for p in (out / "labelsTr").iterdir()) == ["phantom_000.nii.gz"]
+    label = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "labelsTr" / "phantom_000.nii.gz")))
+    assert np.array_equal(label, (sitk.GetArrayViewFromImage(fast_cases[0].labels) == 1).astype(np.uint8))
+
+
+def test_interrupted_run_leaves_no_partial_files(tmp_path, monkeypatch):
+    out = tmp_path / "broken"
+    real = phantom.generate_case
+    calls = []
+
+    def failing(seed, **kwargs):
+        calls.append(seed)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(seed, **kwargs)
+
+    monkeypatch.setattr(phantom, "generate_case", failing)
+    with pytest.raises(KeyboardInterrupt):
+        phantom.write_dataset(out, 3, seed=1, fast=True)
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert files == ["imagesTr/phantom_000_0000.nii.gz", "labelsTr/phantom_000.nii.gz"]  # no dataset.json
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")]
+    with pytest.raises(InputError, match="overwrite"):   # an interrupted dataset is still protected
+        phantom.write_dataset(out, 1, seed=1, fast=True)
+
+
+def test_output_folder_errors(tmp_path):
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    with pytest.raises(InputError, match="not a folder"):
+        phantom.write_dataset(a_file, 1, seed=0)
+    with pytest.raises(InputError, match="does not exist"):
+        phantom.write_dataset(tmp_path / "missing" / "out", 1, seed=0)
+
+
+def test_cli_help_documents_every_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["phantom", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("OUT_DIR", "--cases", "--seed", "--all-organs", "--overwrite", "--fast"):
+        assert option in text
+    assert "default: 10" in text and "default: 0" in text
+
+
+def test_png_writer(tmp_path):
+    image = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
+    path = tmp_path / "grey.png"
+    phantom.write_png(path, image)
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    assert (width, height) == (4, 3)
+    start = data.index(b"IDAT") + 4
+    length = struct.unpack(">I", data[start - 8:start - 4])[0]
+    raw = zlib.decompress(data[start:start + length])
+    rows = np.frombuffer(raw, np.uint8).reshape(3, 5)
+    assert np.array_equal(rows[:, 1:], image) and not rows[:, 0].any()

@@ -1,0 +1,295 @@
+"""Training end to end on tiny sphere phantoms (CPU): outputs, bit-exact resume, the CLI, and
+two-process DistributedDataParallel (gloo) keeping the weights identical on both ranks.
+
+Everything is tiny (widths 4..64, 32^3 patches, 2 iterations per epoch) so the file runs in
+well under a minute on two shared cores; learning quality is not measured here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from AttentionUNetSegmentLib.cli.train import config_from_args, register_cli
+from AttentionUNetSegmentLib.core.errors import InputError
+from AttentionUNetSegmentLib.files.modelfile import load_model
+from AttentionUNetSegmentLib.training.data import find_cases
+from AttentionUNetSegmentLib.training.trainer import (
+    CHECKPOINT_FILE,
+    TrainConfig,
+    read_checkpoint,
+    split_cases,
+    train,
+)
+
+TINY = TrainConfig(epochs=2, iterations_per_epoch=2, patch_size_zyx=(32, 32, 32), batch_size=2,
+                   widths=(4, 8, 16, 32, 64), num_workers=0, device="cpu",
+                   val_cases=("pancreas_003",))
+
+
+def _write_dataset(root: Path, n: int = 3) -> Path:
+    """Decathlon layout: a bright sphere (label 1, with a label-2 core) in -100 HU noise."""
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    training = []
+    for i in range(n):
+        rng = np.random.default_rng(i)
+        zz, yy, xx = np.mgrid[:24, :36, :40]
+        r2 = (zz - 12) ** 2 + (yy - 18 - i) ** 2 + (xx - 20 + i) ** 2
+        label = (r2 < 36).astype(np.uint8)
+        label[r2 < 4] = 2
+        hu = np.where(label > 0, 80.0, -100.0) + rng.normal(0, 10, label.shape)
+        name = f"pancreas_{i + 1:03d}"
+        for array, folder in ((hu.astype(np.int16), "imagesTr"), (label, "labelsTr")):
+            image = sitk.GetImageFromArray(array)
+            image.SetSpacing((2.0, 2.0, 2.0))
+            sitk.WriteImage(image, str(root / folder / f"{name}.nii.gz"))
+        training.append({"image": f"./imagesTr/{name}.nii.gz",
+                         "label": f"./labelsTr/{name}.nii.gz"})
+    (root / "dataset.json").write_text(json.dumps({
+        "name": "SpherePhantoms", "description": "synthetic test spheres",
+        "labels": {"0": "background", "1": "pancreas", "2": "cancer"}, "training": training}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return _write_dataset(tmp_path_factory.mktemp("spheres"))
+
+
+@pytest.fixture(scope="module")
+def two_epochs(dataset, tmp_path_factory):
+    """One uninterrupted 2-epoch run, shared by the tests that inspect its outputs."""
+    out = tmp_path_factory.mktemp("run") / "model"
+    return out, train(replace(TINY), dataset, out, progress=False)
+
+
+def _same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_training_writes_a_loadable_model_folder(two_epochs):
+    out, result = two_epochs
+    model, spec = load_model(out)                    # a folder means <folder>/model.pt
+    assert spec.architecture == "attention_unet3d" and spec.patch_size_zyx == (32, 32, 32)
+    assert list(spec.network_args["widths"]) == [4, 8, 16, 32, 64]
+    assert [label.name for label in spec.labels] == ["Pancreas"]
+    assert spec.training["synthetic"] is True and "SYNTHETIC" in spec.description
+    assert spec.training["val_case_ids"] == ["pancreas_003"]
+    assert spec.training["best_val_dice"] == result.best_val_dice
+    # The best model's bf16/fp32 CPU agreement is measured and recorded (precision.py).
+    from AttentionUNetSegmentLib.core.devices import CPU_BF16_KEY, cpu_has_native_bf16
+    if cpu_has_native_bf16():
+        assert 0.0 <= spec.training[CPU_BF16_KEY] <= 1.0
+    else:
+        assert CPU_BF16_KEY not in spec.training
+    with torch.no_grad():                             # the loaded model runs
+        assert model(torch.zeros(1, 1, 32, 32, 32)).shape == (1, 2, 32, 32, 32)
+
+    rows = list(csv.DictReader((out / "training_log.csv").open()))
+    assert [row["epoch"] for row in rows] == ["1", "2"]
+    assert set(rows[0]) == {"epoch", "train_loss", "val_dice", "lr", "seconds", "patches_per_s"}
+    assert all(np.isfinite(float(row["train_loss"])) and 0 <= float(row["val_dice"]) <= 1
+               for row in rows)
+    assert (out / "last.pt").exists()
+    state = read_checkpoint(out / CHECKPOINT_FILE)   # loads with weights_only=True
+    assert state["epoch"] == 2 and len(state["history"]) == 2
+    if importlib.util.find_spec("AttentionUNetSegmentLib.reports.figures") is not None:
+        assert (out / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]   # no temporary leftovers
+
+
+def test_resume_reproduces_an_uninterrupted_run(dataset, two_epochs, tmp_path):
+    _, uninterrupted = two_epochs
+    out = tmp_path / "model"
+    messages = []
+    train(replace(TINY, epochs=1), dataset, out,                      # "killed" after epoch 1
+          progress=lambda fraction, message: messages.append((fraction, message)))
+    assert any("loss" in m and "patch/s" in m for _, m in messages)   # the bar's content
+    assert messages[-1][0] == 1.0
+    assert read_checkpoint(out / CHECKPOINT_FILE)["epoch"] == 1
+    resumed = train(replace(TINY), dataset, out, resume=True, progress=False)
+    # Patches and augmentations are seeded by (seed, rank, epoch, index) and the optimizer
+    # state is restored, so epoch 2 is replayed bit for bit.
+    assert _same_weights(resumed.model.state_dict(), uninterrupted.model.state_dict())
+    columns = ("epoch", "train_loss", "val_dice", "lr")
+    assert [[row[c] for c in columns] for row in resumed.history] == \
+        [[row[c] for c in columns] for row in uninterrupted.history]
+
+    # Resuming with settings that define another model is refused.
+    with pytest.raises(InputError, match="arch"):
+        train(replace(TINY, arch="unet", epochs=3), dataset, out, resume=True, progress=False)
+
+
+def test_model_file_records_every_learning_rate_phase(dataset, tmp_path):
+    # The bundled recipe trains in phases (--resume with a lower --lr); the model file must say
+    # so, not just carry the last --lr.
+    out = tmp_path / "model"
+    train(replace(TINY, epochs=1, lr=5e-4), dataset, out, progress=False)
+    train(replace(TINY, epochs=2, lr=1e-4), dataset, out, resume=True, progress=False)
+    _, spec = load_model(out / "last.pt")
+    assert spec.training["lr"] == 1e-4
+    assert spec.training["lr_schedule"] == [
+        {"epochs": "1-1", "schedule": "constant", "lr": 5e-4},
+        {"epochs": "2-2", "schedule": "constant", "lr": 1e-4}]
+
+    # A checkpoint from before phases were stored: they are rebuilt from its per-epoch log.
+    state = read_checkpoint(out / CHECKPOINT_FILE)
+    del state["lr_phases"]
+    torch.save(state, out / CHECKPOINT_FILE)
+    train(replace(TINY, epochs=3, lr=2e-5), dataset, out, resume=True, progress=False)
+    _, spec = load_model(out / "last.pt")
+    assert [(p["epochs"], p["lr"]) for p in spec.training["lr_schedule"]] == \
+        [("1-1", 5e-4), ("2-2", 1e-4), ("3-3", 2e-5)]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="attention-unet-segment")
+    register_cli(parser.add_subparsers(dest="command"))
+    return parser
+
+
+def test_cli_refuses_to_overwrite_and_parses_paper_patch_order(dataset, two_epochs):
+    out, _ = two_epochs
+    before = (out / "model.pt").stat().st_mtime_ns
+    parser = _parser()
+    args = parser.parse_args(["train", str(dataset), "-o", str(out), "--epochs", "1"])
+    with pytest.raises(InputError, match="--overwrite"):
+        args.func(args)               # cli.main prints this one line and exits with 2
+    assert (out / "model.pt").stat().st_mtime_ns == before
+
+    args = parser.parse_args(["train", str(dataset), "-o", "m", "--patch", "160,160,96",
+                              "--spacing", "2", "--labels", "1:1,2:1", "--arch", "unet",
+                              "--flip-axes", "x"])
+    config = config_from_args(args)
+    assert config.patch_size_zyx == (96, 160, 160)          # x,y,z on the line, z,y,x inside
+    assert config.spacing_zyx == (2.0, 2.0, 2.0) and config.arch == "unet"
+    assert config.labels == "1:1,2:1" and config.augmentation.flip_axes == ("x",)
+    assert config.epochs == TrainConfig().epochs             # untouched options keep defaults
+    args = parser.parse_args(["train", str(dataset), "-o", "m", "--patch", "100,100,100"])
+    with pytest.raises(InputError, match="multiple of 16"):
+        config_from_args(args).validate()
+
+
+def test_validation_split_is_seeded_and_explicit_ids_win(dataset):
+    cases = find_cases(dataset)
+    train_a, val_a = split_cases(cases, 0.34, (), seed=0)
+    assert len(val_a) == 1 and len(train_a) == 2
+    assert split_cases(cases, 0.34, (), seed=0) == (train_a, val_a)
+    train_b, val_b = split_cases(cases, 0.34, ("pancreas_001",), seed=0)
+    assert [c.id for c in val_b] == ["pancreas_001"]
+    with pytest.raises(InputError, match="not in the dataset"):
+        split_cases(cases, 0.2, ("nope",), seed=0)
+
+
+_DDP_SCRIPT = textwrap.dedent("""
+    import os, sys, torch
+    from dataclasses import replace
+    from AttentionUNetSegmentLib.training.trainer import TrainConfig, train
+    config = TrainConfig(**{config})
+    result = train(config, sys.argv[1], sys.argv[2], progress=False)
+    rank = os.environ["RANK"]
+    torch.save(result.model.state_dict(), os.path.join(sys.argv[3], f"rank{{rank}}.pt"))
+""")
+
+
+def test_two_process_ddp_keeps_ranks_identical(dataset, tmp_path):
+    config = {"epochs": 1, "iterations_per_epoch": 2, "patch_size_zyx": (32, 32, 32),
+              "batch_size": 1, "widths": (4, 8, 16, 32, 64), "num_workers": 0,
+              "device": "cpu", "val_cases": ("pancreas_002", "pancreas_003")}
+    script = tmp_path / "ddp_train.py"
+    script.write_text(_DDP_SCRIPT.format(config=repr(config)))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc-per-node", "2", str(script), str(dataset),
+                          str(tmp_path / "model"), str(tmp_path)],
+                         env=env, capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert _same_weights(rank0, rank1)
+    saved, _ = load_model(tmp_path / "model")                       # written by rank 0 only
+    assert _same_weights(saved.state_dict(), rank0)
+    from AttentionUNetSegmentLib.core.network import build_network
+    torch.manual_seed(0)
+    initial = build_network("attention_unet3d", in_channels=1, n_classes=2,
+                            widths=[4, 8, 16, 32, 64]).state_dict()
+    assert not _same_weights(initial, rank0)                         # it did train
+    assert read_checkpoint(tmp_path / "model" / CHECKPOINT_FILE)["config"]["seed"] == 0
+
+
+_LONG_RUN_SCRIPT = textwrap.dedent("""
+    import sys
+    from AttentionUNetSegmentLib.training.trainer import TrainConfig, train
+    config = TrainConfig(**{config})
+    train(config, sys.argv[1], sys.argv[2], progress=True)
+""")
+
+
+def test_kill_9_loses_at_most_the_epoch_in_progress(dataset, tmp_path):
+    config = {"epochs": 200, "iterations_per_epoch": 1, "patch_size_zyx": (32, 32, 32),
+              "batch_size": 1, "widths": (4, 8, 16, 32, 64), "num_workers": 0,
+              "device": "cpu", "val_fraction": 0.0}
+    script = tmp_path / "long_train.py"
+    script.write_text(_LONG_RUN_SCRIPT.format(config=repr(config)))
+    out = tmp_path / "model"
+    log = (tmp_path / "stderr.txt").open("w")
+    process = subprocess.Popen([sys.executable, str(script), str(dataset), str(out)],
+                               stderr=log, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and process.poll() is None:
+            if (out / CHECKPOINT_FILE).exists() and \
+                    read_checkpoint(out / CHECKPOINT_FILE)["epoch"] >= 2:
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, "training ended before it could be killed"
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        log.close()
+    printed = [int(m) for m in re.findall(r"^epoch (\d+)/200", (tmp_path / "stderr.txt")
+                                                                     .read_text(), re.M)]
+    saved = read_checkpoint(out / CHECKPOINT_FILE)        # intact despite the kill
+    # Every epoch that was reported finished is in the checkpoint: at most the one in
+    # progress at the kill is lost.
+    assert saved["epoch"] >= max(printed) >= 2
+    load_model(out)
+    resumed = train(replace(TINY, epochs=saved["epoch"] + 1, val_cases=(), val_fraction=0.0,
+                            batch_size=1, iterations_per_epoch=1),
+                    dataset, out, resume=True, progress=False)
+    assert [row["epoch"] for row in resumed.history] == list(range(1, saved["epoch"] + 2))
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]   # stale temporaries gone
+
+
+def test_patch_and_spacing_options_are_xyz_and_reject_bad_values():
+    from AttentionUNetSegmentLib.cli.train import _parse_spacing, _parse_xyz_ints
+    assert _parse_xyz_ints("160,160,96") == (96, 160, 160)          # x, y, z -> z, y, x
+    assert _parse_xyz_ints("64") == (64, 64, 64)
+    assert _parse_spacing("0.8,0.8,2.5") == (2.5, 0.8, 0.8)
+    assert _parse_spacing("2") == (2.0, 2.0, 2.0)
+    for bad in ("160,160", "160,0,96", "a,b,c", "1.5,2,3", ""):
+        with pytest.raises(argparse.ArgumentTypeError,
+                           match=re.escape(f"expected X,Y,Z voxels such as 160,160,96; got {bad!r}")):
+            _parse_xyz_ints(bad)
+    for bad in ("0", "1,2", "-1,1,1", "x"):
+        with pytest.raises(argparse.ArgumentTypeError,
+                           match=re.escape(f"expected MM or X,Y,Z in mm; got {bad!r}")):
+            _parse_spacing(bad)
