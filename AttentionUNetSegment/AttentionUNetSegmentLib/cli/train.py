@@ -6,13 +6,10 @@ import os
 from pathlib import Path
 
 from ..core.errors import InputError
-from ..training.trainer import (
-    ARCH_CHOICES,
-    CHECKPOINT_FILE,
-    TrainConfig,
-    read_checkpoint,
-    train,
-)
+from ..training.checkpoints import CHECKPOINT_FILE, read_checkpoint
+from ..training.config import ARCH_CHOICES, TrainConfig
+from ..training.mixing import parse_extra_dataset
+from ..training.trainer import train
 from .argtypes import xyz_to_zyx
 
 # "160,160,96" (x, y, z, as the paper writes it) -> (96, 160, 160); "2" -> (2, 2, 2) mm.
@@ -79,6 +76,17 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    metavar="AXES", help="flip augmentation axes among x,y,z (default: none; "
                    "the pancreas is not left-right symmetric)")
     p.add_argument("--no-augmentation", action="store_true", help="train on raw patches")
+    p.add_argument("--domain-randomisation", "--domain-randomization",
+                   dest="domain_randomisation", action=argparse.BooleanOptionalAction,
+                   default=None, help="SynthSeg-style random contrast curves, per-structure "
+                   "intensity shifts, bias field, thick slices, blur and noise on every patch "
+                   "(default: off; never at inference)")
+    p.add_argument("--extra-dataset", action="append", metavar="DIR[:WEIGHT[:LABELS]]",
+                   dest="extra_datasets", help="another dataset to train on (repeatable): "
+                   "WEIGHT = share of the patches drawn from it (default: in proportion to its "
+                   "cases), LABELS = its label map (default: --labels), e.g. real:0.3:7:1")
+    p.add_argument("--init-from", metavar="MODEL.pt", help="start from this model file's "
+                   "weights (fine-tuning; its network, widths and spacing are taken over)")
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted run in MODEL_DIR (its settings; --epochs may "
                    "extend it)")
@@ -111,7 +119,29 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) 
         config.augmentation.flip_axes = tuple(args.flip_axes)
     if getattr(args, "no_augmentation", False):
         config.augmentation.enabled = False
+    if getattr(args, "domain_randomisation", None) is not None:
+        config.randomisation.enabled = bool(args.domain_randomisation)
+    if getattr(args, "extra_datasets", None):
+        config.extra_datasets = tuple(parse_extra_dataset(text) for text in args.extra_datasets)
+    if getattr(args, "init_from", None):
+        _take_network_from(config, args)
     return config
+
+
+def _take_network_from(config: TrainConfig, args: argparse.Namespace) -> None:
+    """--init-from: the starting model's architecture, widths and spacing, unless given."""
+    from ..files.modelfile import read_model_spec
+
+    path = Path(args.init_from).expanduser().resolve()
+    spec = read_model_spec(path)
+    config.init_from = str(path)
+    by_network = {network: name for name, network in ARCH_CHOICES.items()}
+    if args.arch is None and spec.architecture in by_network:
+        config.arch = by_network[spec.architecture]
+    if args.widths is None and "widths" in spec.network_args:
+        config.widths = tuple(int(w) for w in spec.network_args["widths"])
+    if getattr(args, "spacing", None) is None:
+        config.spacing_zyx = tuple(float(s) for s in spec.spacing_zyx)
 
 
 def run_cli(args: argparse.Namespace) -> int:

@@ -27,7 +27,6 @@ __all__ = [
     "ras_to_lps",
     "lps_to_index",
     "crop_around_point",
-    "same_grid",
     "grid_differences",
     "describe_grid",
 ]
@@ -240,22 +239,6 @@ def crop_around_point(
 
 
 # --------------------------------------------------------------------------- grid comparison
-
-
-def same_grid(a: sitk.Image, b: sitk.Image, tol: float = 1e-5) -> bool:
-    """True if two images share size (exactly) and spacing/origin/direction (within ``tol``).
-
-    ``tol`` is both absolute and relative (``|a-b| <= tol + tol*|b|``), so origins of a few
-    hundred mm stored as float32 in NIfTI still compare equal.
-    """
-    if a.GetDimension() != b.GetDimension() or a.GetSize() != b.GetSize():
-        return False
-    for getter in ("GetSpacing", "GetOrigin", "GetDirection"):
-        va = np.asarray(getattr(a, getter)(), dtype=np.float64)
-        vb = np.asarray(getattr(b, getter)(), dtype=np.float64)
-        if not np.allclose(va, vb, rtol=tol, atol=tol):
-            return False
-    return True
 
 
 def _fmt_xyz(values: Sequence[float]) -> str:

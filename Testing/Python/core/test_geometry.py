@@ -22,7 +22,6 @@ from AttentionUNetSegmentLib.core.geometry import (
     lps_to_index,
     ras_to_lps,
     resample_to_spacing,
-    same_grid,
     to_canonical,
 )
 
@@ -127,7 +126,8 @@ def test_to_canonical_is_lossless_and_keeps_physical_positions(name: str) -> Non
 
 def test_to_canonical_of_canonical_is_identity_operation() -> None:
     image = make_image((5, 6, 7), (1.0, 2.0, 3.0), np.eye(3))
-    assert same_grid(to_canonical(image), image, tol=0.0)
+    assert grid_differences(to_canonical(image), image, spacing_rtol=0.0, origin_tol_voxels=0.0,
+                            direction_tol=0.0) == []
 
 
 # --------------------------------------------------------------------------- resample_to_spacing
@@ -309,16 +309,16 @@ def test_crop_around_point_outside_raises_input_error() -> None:
 # --------------------------------------------------------------------------- grid helpers
 
 
-def test_same_grid_and_describe_grid() -> None:
+def test_grid_differences_default_tolerance_and_describe_grid() -> None:
     a = make_image((10, 11, 12), SPACING_XYZ, DIRECTIONS["RAS"])
     b = make_image((10, 11, 12), SPACING_XYZ, DIRECTIONS["RAS"])
-    assert same_grid(a, b)
-    b.SetOrigin([v + 1e-7 for v in a.GetOrigin()])
-    assert same_grid(a, b)
+    assert grid_differences(a, b) == []
+    b.SetOrigin([v + 1e-7 for v in a.GetOrigin()])          # float32 rounding: same grid
+    assert grid_differences(a, b) == []
     b.SetOrigin([v + 1e-2 for v in a.GetOrigin()])
-    assert not same_grid(a, b)
-    assert not same_grid(a, make_image((10, 11, 13), SPACING_XYZ, DIRECTIONS["RAS"]))
-    assert not same_grid(a, make_image((10, 11, 12), SPACING_XYZ, DIRECTIONS["LPS"]))
+    assert grid_differences(a, b)[0].startswith("origin")
+    assert grid_differences(a, make_image((10, 11, 13), SPACING_XYZ, DIRECTIONS["RAS"]))
+    assert grid_differences(a, make_image((10, 11, 12), SPACING_XYZ, DIRECTIONS["LPS"]))
     text = describe_grid(a)
     assert "size_xyz=(10, 11, 12)" in text and "spacing_xyz=(0.7, 0.7, 2.5)" in text
     assert "direction=(-1, 0, 0, 0, -1, 0, 0, 0, 1)" in text

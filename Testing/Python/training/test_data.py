@@ -12,22 +12,18 @@ import SimpleITK as sitk
 import torch
 from AttentionUNetSegmentLib.core.errors import InputError
 from AttentionUNetSegmentLib.core.preprocessing import IntensitySpec, preprocess
+from AttentionUNetSegmentLib.training.augmentation import AugmentationConfig, augment_batch
 from AttentionUNetSegmentLib.training.data import (
-    AugmentationConfig,
     Case,
-    LoadedCase,
-    PatchDataset,
-    PatchSampler,
     apply_label_map,
-    augment_batch,
-    background_value,
     check_merge_is_safe,
     find_cases,
     is_synthetic_dataset,
-    load_case,
     num_classes,
     parse_label_map,
 )
+from AttentionUNetSegmentLib.training.loading import LoadedCase, background_value, load_case
+from AttentionUNetSegmentLib.training.sampling import PatchDataset, PatchSampler
 
 
 def sphere_case(size_xyz=(40, 36, 24), spacing=(2.0, 2.0, 2.0), seed=0,

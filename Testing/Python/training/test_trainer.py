@@ -28,14 +28,10 @@ import torch
 from AttentionUNetSegmentLib.cli.train import config_from_args, register_cli
 from AttentionUNetSegmentLib.core.errors import InputError
 from AttentionUNetSegmentLib.files.modelfile import load_model
-from AttentionUNetSegmentLib.training.data import find_cases
-from AttentionUNetSegmentLib.training.trainer import (
-    CHECKPOINT_FILE,
-    TrainConfig,
-    read_checkpoint,
-    split_cases,
-    train,
-)
+from AttentionUNetSegmentLib.training.checkpoints import CHECKPOINT_FILE, read_checkpoint
+from AttentionUNetSegmentLib.training.config import TrainConfig
+from AttentionUNetSegmentLib.training.data import find_cases, split_cases
+from AttentionUNetSegmentLib.training.trainer import train
 
 TINY = TrainConfig(epochs=2, iterations_per_epoch=2, patch_size_zyx=(32, 32, 32), batch_size=2,
                    widths=(4, 8, 16, 32, 64), num_workers=0, device="cpu",
@@ -200,7 +196,8 @@ def test_validation_split_is_seeded_and_explicit_ids_win(dataset):
 _DDP_SCRIPT = textwrap.dedent("""
     import os, sys, torch
     from dataclasses import replace
-    from AttentionUNetSegmentLib.training.trainer import TrainConfig, train
+    from AttentionUNetSegmentLib.training.config import TrainConfig
+    from AttentionUNetSegmentLib.training.trainer import train
     config = TrainConfig(**{config})
     result = train(config, sys.argv[1], sys.argv[2], progress=False)
     rank = os.environ["RANK"]
@@ -235,7 +232,8 @@ def test_two_process_ddp_keeps_ranks_identical(dataset, tmp_path):
 
 _LONG_RUN_SCRIPT = textwrap.dedent("""
     import sys
-    from AttentionUNetSegmentLib.training.trainer import TrainConfig, train
+    from AttentionUNetSegmentLib.training.config import TrainConfig
+    from AttentionUNetSegmentLib.training.trainer import train
     config = TrainConfig(**{config})
     train(config, sys.argv[1], sys.argv[2], progress=True)
 """)

@@ -1,0 +1,101 @@
+"""The files of MODEL_DIR: model.pt (best), last.pt, checkpoint_last.pt (resume state),
+training_log.csv and learning_curve.png.
+
+Crash safety: every file is written to a temporary name and renamed (os.replace is atomic), and
+the resume state is written at the end of every epoch, so a kill -9 loses at most the epoch in
+progress. Only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from ..core.errors import InputError
+from .distributed import DistributedContext
+
+MODEL_FILE, LAST_FILE, CHECKPOINT_FILE = "model.pt", "last.pt", "checkpoint_last.pt"
+LOG_FILE, CURVE_FILE = "training_log.csv", "learning_curve.png"
+CHECKPOINT_FORMAT = "AttentionUNetSegment-train-checkpoint"
+LOG_COLUMNS = ("epoch", "train_loss", "val_dice", "lr", "seconds", "patches_per_s")
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    from ..files.writing import atomic_output
+    with atomic_output(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def write_log(path: Path, history: list[dict]) -> None:
+    """The whole CSV, rewritten from the history each epoch (so it always matches the
+    checkpoint, even after a kill between the two writes)."""
+    from ..files.writing import atomic_output
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: "" if row.get(k) is None else
+                         (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k])
+                         for k in LOG_COLUMNS})
+    with atomic_output(path) as tmp:
+        tmp.write_text(buffer.getvalue())
+
+
+def write_curve(path: Path, history: list[dict], title: str = "") -> str | None:
+    """learning_curve.png; a failure here must never stop a training run. -> error or None."""
+    try:
+        from ..reports.figures import learning_curve_png
+        epochs = [row["epoch"] for row in history]
+        series = {"train loss": [row["train_loss"] for row in history],
+                  "validation Dice": [math.nan if row["val_dice"] is None else row["val_dice"]
+                                      for row in history]}
+        learning_curve_png(path, epochs, series, title=title)
+        return None
+    except Exception as error:  # noqa: BLE001 - a figure is optional, the weights are not
+        return f"{type(error).__name__}: {error}"
+
+
+def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """The resume state written by `train` (plain types: loads with weights_only=True)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "no checkpoint to resume from (train without --resume first)")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable file is the same user problem
+        raise InputError(path, f"unreadable checkpoint ({type(error).__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(path, "not a training checkpoint of this program")
+    return state
+
+
+def prepare_output(out: Path, resume: bool, overwrite: bool, ctx: DistributedContext) -> None:
+    """Refuse to overwrite a finished model without --overwrite; on a fresh start remove an
+    older run's resume state; on --resume tidy up temporaries a kill left behind."""
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "exists and is not a folder")
+    if resume:
+        if not (out / CHECKPOINT_FILE).exists():
+            raise InputError(out / CHECKPOINT_FILE, "no checkpoint to resume from")
+        if ctx.is_main:
+            # A kill -9 in the middle of a write leaves files.writing.atomic_output's private
+            # temporary folder behind (the target itself is intact): tidy up.
+            for name in (MODEL_FILE, LAST_FILE, CHECKPOINT_FILE, LOG_FILE, CURVE_FILE):
+                for stale in out.glob(f".{name}.tmp-*"):
+                    shutil.rmtree(stale, ignore_errors=True)
+        return
+    if (out / MODEL_FILE).exists() and not overwrite:
+        raise InputError(out / MODEL_FILE, "exists; use --resume to continue that training "
+                                           "or --overwrite to start again")
+    ctx.barrier()   # every rank has looked before rank 0 removes anything
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        # A fresh start must never be resumed from an older run's state.
+        for name in (CHECKPOINT_FILE, LAST_FILE):
+            (out / name).unlink(missing_ok=True)
