@@ -16,7 +16,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e ".[figures]"
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed

@@ -12,8 +12,9 @@ def register_cli(subparsers) -> None:
         "demo",
         help="segment a synthetic phantom with the bundled model and write every output",
         description="Generate a synthetic abdominal CT phantom (held-out seed), segment it with the bundled "
-        "default model, write the CT, ground truth, labelmap, .seg.nrrd, attention maps and a PNG figure, "
-        "and print the Dice against the phantom's ground truth.",
+        "default model, write the CT, ground truth, labelmap, .seg.nrrd, attention maps and a PNG figure "
+        "(drawn with matplotlib, the 'figures' extra; skipped with a warning without it), and print the "
+        "Dice against the phantom's ground truth.",
     )
     p.add_argument("-o", "--output", default="demo-output", metavar="DIR",
                    help="output folder (default: demo-output); its demo files are replaced")

@@ -3,7 +3,7 @@
 `attention-unet-segment phantom OUT_DIR --cases N --seed S` writes ``imagesTr/phantom_XXX_0000.nii.gz``
 (int16 HU), ``labelsTr/phantom_XXX.nii.gz`` (uint8, 1 = pancreas) and ``dataset.json``.
 
-A case is rendered the way a scanner sees the anatomy of `phantom_anatomy.py`: on the
+A case is rendered the way a scanner sees the anatomy of `anatomy.py`: on the
 acquisition grid (random in-plane spacing 0.6-1.0 mm, slices 1-5 mm, occasionally a gantry
 tilt), with each thick slice integrated over its thickness (sub-slices averaged), an in-plane
 Gaussian point-spread function, correlated parenchymal texture and quantum noise. The volume is
@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-import struct
 import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -27,14 +25,11 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..core.errors import InputError
-from .anatomy import (
-    MATERIALS,
-    ORGAN_LABELS,
-    Anatomy,
-    Grid,
-    build_anatomy,
-    render_materials,
-)
+from ..core.postprocessing import largest_component
+from .anatomy import build_anatomy
+from .grid import Grid
+from .materials import MATERIALS, ORGAN_LABELS
+from .painting import Anatomy, render_materials
 
 SLICE_THICKNESSES_MM = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 5.0)
 SLICE_WEIGHTS = (0.2, 0.1, 0.1, 0.15, 0.15, 0.15, 0.15)
@@ -141,43 +136,34 @@ def _material_tables(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return mean, texture
 
 
-def _gaussian_kernel(sigma: float) -> np.ndarray:
-    radius = max(1, int(math.ceil(3 * sigma)))
-    x = np.arange(-radius, radius + 1, dtype=np.float64)
-    k = np.exp(-0.5 * (x / max(sigma, 1e-6)) ** 2)
-    return (k / k.sum()).astype(np.float32)
+def gaussian_blur(volume: np.ndarray, sigma_zyx_vox: Sequence[float]) -> np.ndarray:
+    """`volume` (z, y, x) smoothed by a Gaussian of `sigma_zyx_vox` voxels per axis (float32).
+
+    SimpleITK's discrete Gaussian (sampled kernel, edges extended): exact for the sub-voxel to
+    few-voxel widths used here, where a recursive filter is not. Axes with sigma <= 0.3 voxel
+    are left alone (the kernel would be a single tap).
+    """
+    variance = [float(s) ** 2 if s > 0.3 else 0.0 for s in reversed(sigma_zyx_vox)]   # (x, y, z)
+    if not any(variance):
+        return np.asarray(volume, np.float32)
+    image = sitk.GetImageFromArray(np.asarray(volume, np.float32))
+    smoothed = sitk.DiscreteGaussian(image, variance=variance, maximumKernelWidth=64, maximumError=0.01,
+                                     useImageSpacing=False)
+    return sitk.GetArrayFromImage(smoothed)
 
 
-def _convolve_axis(volume: np.ndarray, kernel: np.ndarray, axis: int) -> np.ndarray:
-    """1-D convolution along `axis` with edge replication (numpy only, float32, in place sums)."""
-    radius = len(kernel) // 2
-    pad = [(0, 0)] * volume.ndim
-    pad[axis] = (radius, radius)
-    padded = np.pad(volume, pad, mode="edge")
-    out = np.empty_like(volume)
-    term = np.empty_like(volume)
-    n = volume.shape[axis]
-    for i, weight in enumerate(kernel):
-        index = [slice(None)] * volume.ndim
-        index[axis] = slice(i, i + n)
-        if i == 0:
-            np.multiply(padded[tuple(index)], weight, out=out)
-        else:
-            np.multiply(padded[tuple(index)], weight, out=term)
-            out += term
-    return out
+def noise_gain(sigma_zyx_vox: Sequence[float]) -> float:
+    """Standard deviation of white unit noise after `gaussian_blur` (the filter's impulse energy)."""
+    radius = [int(math.ceil(4 * s)) + 1 for s in sigma_zyx_vox]
+    impulse = np.zeros([2 * r + 1 for r in radius], np.float32)
+    impulse[tuple(radius)] = 1.0
+    return float(np.sqrt(np.sum(gaussian_blur(impulse, sigma_zyx_vox).astype(np.float64) ** 2)))
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int, int], sigma_vox: Sequence[float]) -> np.ndarray:
     """White noise low-pass filtered to `sigma_vox` (z, y, x) voxels, rescaled to unit std."""
-    noise = rng.standard_normal(shape, dtype=np.float32)
-    gain = 1.0
-    for axis, sigma in enumerate(sigma_vox):
-        if sigma > 0.3:
-            kernel = _gaussian_kernel(sigma)
-            noise = _convolve_axis(noise, kernel, axis)
-            gain *= float(np.sum(kernel.astype(np.float64) ** 2))
-    return noise / np.float32(math.sqrt(gain))
+    noise = gaussian_blur(rng.standard_normal(shape, dtype=np.float32), sigma_vox)
+    return noise / np.float32(noise_gain(sigma_vox))
 
 
 def _add_texture(level: np.ndarray, amplitude: np.ndarray, rng: np.random.Generator, spacing_xyz) -> None:
@@ -218,14 +204,12 @@ def compose_hu(materials: np.ndarray, subslices: int, acq: Acquisition, rng: np.
     del amplitude
     # Quantum noise is added before the PSF so that it inherits the scanner's correlation.
     sigma_px = acq.psf_fwhm_mm / 2.3548 / np.array(acq.spacing_xyz[:2])
-    ky, kx = _gaussian_kernel(float(sigma_px[1])), _gaussian_kernel(float(sigma_px[0]))
-    gain = math.sqrt(float(np.sum(ky.astype(np.float64) ** 2) * np.sum(kx.astype(np.float64) ** 2)))
+    psf_zyx = (0.0, float(sigma_px[1]), float(sigma_px[0]))
     noise = rng.standard_normal(shape, dtype=np.float32)
-    noise *= np.float32(acq.noise_hu / gain)
+    noise *= np.float32(acq.noise_hu / noise_gain(psf_zyx))
     level += noise
     del noise
-    level = _convolve_axis(_convolve_axis(level, ky, 1), kx, 2)
-    return level
+    return gaussian_blur(level, psf_zyx)
 
 
 # -------------------------------------------------------------------------------- orientation
@@ -254,12 +238,6 @@ def _label_tables(all_organs: bool) -> tuple[np.ndarray, dict[str, int]]:
         if material.organ in names:
             table[index] = names[material.organ]
     return table, names
-
-
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    image = sitk.GetImageFromArray(mask.astype(np.uint8))
-    components = sitk.RelabelComponent(sitk.ConnectedComponent(image, True), sortByObjectSize=True)
-    return sitk.GetArrayViewFromImage(components) == 1
 
 
 def generate_case(seed: int, all_organs: bool = False, spacing_xyz: Optional[Sequence[float]] = None,
@@ -292,7 +270,7 @@ def generate_case(seed: int, all_organs: bool = False, spacing_xyz: Optional[Seq
     islands = 0
     if pancreas.any():
         # Detached lobules of noise-sculpted surface are not part of the annotated gland.
-        islands_mask = pancreas & ~_largest_component(pancreas)
+        islands_mask = pancreas & ~largest_component(pancreas)
         islands = int(np.count_nonzero(islands_mask))
         labels[islands_mask] = 0
     grid = _acquisition_grid(acq, 1)
@@ -330,7 +308,8 @@ def case_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
 
 
-def case_id(index: int, cases: int) -> str:
+def phantom_case_name(index: int, cases: int) -> str:
+    """File stem of case `index` in a dataset of `cases` (phantom_000, ...; wider for > 1000 cases)."""
     return f"{CASE_PREFIX}_{index:0{max(3, len(str(cases - 1)))}d}"
 
 
@@ -370,7 +349,7 @@ def dataset_description(cases: int, seed: int, all_organs: bool, entries: list[d
         "description": "Synthetic abdominal CT phantoms (procedurally generated, not patient data) with "
                        "pancreas labels, made by `attention-unet-segment phantom`. Hounsfield units, "
                        "portal-venous phase appearance.",
-        "reference": "AttentionUNetSegment phantom.py",
+        "reference": "AttentionUNetSegment phantom/generator.py",
         "licence": "CC0 (synthetic)",
         "release": "1.0",
         "tensorImageSize": "3D",
@@ -409,7 +388,7 @@ def write_dataset(out_dir, cases: int, seed: int, all_organs: bool = False,
         (out / folder).mkdir(parents=True, exist_ok=True)
     entries = []
     for index in range(cases):
-        name, this_seed = case_id(index, cases), case_seed(seed, index)
+        name, this_seed = phantom_case_name(index, cases), case_seed(seed, index)
         if progress:
             progress(index / cases, f"Phantom {index + 1}/{cases}")
         case = generate_case(this_seed, all_organs=all_organs, **(FAST_SETTINGS if fast else {}))
@@ -437,29 +416,3 @@ def write_dataset(out_dir, cases: int, seed: int, all_organs: bool = False,
     if progress:
         progress(1.0, "Phantoms written")
     return out
-
-
-# --------------------------------------------------------------------------------------- CLI
-
-
-# ------------------------------------------------------------------------------------- PNG
-
-
-def write_png(path, image: np.ndarray) -> None:
-    """Write a 2-D uint8 (grey) or (h, w, 3) uint8 (RGB) array as PNG with zlib only."""
-    array = np.ascontiguousarray(image, dtype=np.uint8)
-    colour = 2 if array.ndim == 3 else 0
-    height, width = array.shape[:2]
-    rows = array.reshape(height, -1)
-    raw = b"".join(b"\x00" + rows[r].tobytes() for r in range(height))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0)
-    Path(path).write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6))
-                           + chunk(b"IEND", b""))
-
-
-def window(hu: np.ndarray, level: float = 40.0, width: float = 400.0) -> np.ndarray:
-    return (np.clip((hu - (level - width / 2)) / width, 0, 1) * 255).astype(np.uint8)

@@ -39,7 +39,7 @@ def run_demo(output: PathLike = "demo-output", seed: int = DEFAULT_DEMO_SEED, mo
     from ..files.segfile import write_labelmap_or_segmentation
     from ..files.writing import write_image
     from ..phantom.generator import FAST_SETTINGS, generate_case
-    from .figures import segmentation_figure
+    from .figures import FiguresUnavailable, segmentation_figure
 
     out = Path(output)
     if out.exists() and not out.is_dir():
@@ -72,11 +72,17 @@ def run_demo(output: PathLike = "demo-output", seed: int = DEFAULT_DEMO_SEED, mo
         write_image(attention, out / "attention" / f"attention_{name}.nii.gz")
     # to_canonical only permutes/flips axes, so the spacing follows the same permutation.
     canonical = to_canonical(ct)
-    segmentation_figure(
-        out / "figure.png", sitk.GetArrayFromImage(canonical), tuple(reversed(canonical.GetSpacing())), _canonical_array(result.labelmap),
-        {name: _canonical_array(image) for name, image in result.attention.items()},
-        truth_zyx=_canonical_array(truth),
-    )
+    written = "ct.nii.gz truth.nii.gz pancreas.nii.gz pancreas.seg.nrrd attention/ figure.png summary.json"
+    try:
+        segmentation_figure(
+            out / "figure.png", sitk.GetArrayFromImage(canonical), tuple(reversed(canonical.GetSpacing())),
+            _canonical_array(result.labelmap),
+            {name: _canonical_array(image) for name, image in result.attention.items()},
+            truth_zyx=_canonical_array(truth),
+        )
+    except FiguresUnavailable as missing:  # every other output is still written
+        print(f"warning: no figure.png ({missing})", file=sys.stderr)
+        written = written.replace(" figure.png", "")
     volumes = result.volume_ml()
     truth_ml = float(true_mask.sum()) * float(np.prod(ct.GetSpacing())) / 1000.0
     summary = {
@@ -87,7 +93,7 @@ def run_demo(output: PathLike = "demo-output", seed: int = DEFAULT_DEMO_SEED, mo
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"Dice vs phantom truth: {score:.3f}  (pancreas {volumes.get('Pancreas', 0):.1f} mL predicted, "
           f"{truth_ml:.1f} mL true; {result.seconds['total']:.1f} s on {result.inference.device})")
-    print(f"Wrote {out}/: ct.nii.gz truth.nii.gz pancreas.nii.gz pancreas.seg.nrrd attention/ figure.png summary.json")
+    print(f"Wrote {out}/: {written}")
     if spec.training.get("synthetic", True):
         print("Note: this model was trained on synthetic phantoms, for demonstration; not for clinical use.",
               file=sys.stderr)

@@ -8,9 +8,7 @@ byte, which is also the determinism check.
 from __future__ import annotations
 
 import json
-import struct
 import time
-import zlib
 
 import numpy as np
 import pytest
@@ -18,11 +16,9 @@ import SimpleITK as sitk
 from AttentionUNetSegmentLib.cli.main import main
 from AttentionUNetSegmentLib.core.errors import InputError
 from AttentionUNetSegmentLib.phantom import generator as phantom
-from AttentionUNetSegmentLib.phantom.anatomy import (
-    ORGAN_LABELS,
-    build_anatomy,
-    shape_volume_ml,
-)
+from AttentionUNetSegmentLib.phantom.anatomy import build_anatomy
+from AttentionUNetSegmentLib.phantom.materials import ORGAN_LABELS
+from AttentionUNetSegmentLib.phantom.shapes import shape_volume_ml
 
 CLI_SEED = 7
 FAST_SEEDS = [phantom.case_seed(CLI_SEED, i) for i in range(2)]  # what `--seed 7 --cases 2` makes
@@ -318,16 +314,17 @@ def test_cli_help_documents_every_option(capsys):
     assert "default: 10" in text and "default: 0" in text
 
 
-def test_png_writer(tmp_path):
-    image = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
-    path = tmp_path / "grey.png"
-    phantom.write_png(path, image)
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height = struct.unpack(">II", data[16:24])
-    assert (width, height) == (4, 3)
-    start = data.index(b"IDAT") + 4
-    length = struct.unpack(">I", data[start - 8:start - 4])[0]
-    raw = zlib.decompress(data[start:start + length])
-    rows = np.frombuffer(raw, np.uint8).reshape(3, 5)
-    assert np.array_equal(rows[:, 1:], image) and not rows[:, 0].any()
+def test_gaussian_blur_keeps_levels_and_noise_gain_gives_unit_std():
+    rng = np.random.default_rng(0)
+    sigma = (0.0, 0.8, 1.5)                                  # z untouched, y and x smoothed
+    noise = rng.standard_normal((8, 96, 96), dtype=np.float32)
+    smoothed = phantom.gaussian_blur(noise, sigma)
+    assert smoothed.dtype == np.float32 and smoothed.shape == noise.shape
+    assert abs(float(smoothed.std()) / phantom.noise_gain(sigma) - 1.0) < 0.05
+    assert float(smoothed.std()) < 0.5                       # really low-passed
+    np.testing.assert_allclose(phantom.gaussian_blur(np.full((3, 9, 9), 42.0), sigma), 42.0, rtol=1e-5)
+    # Along z (sigma 0) every slice stays independent.
+    spike = np.zeros((5, 9, 9), np.float32)
+    spike[2, 4, 4] = 1.0
+    assert not phantom.gaussian_blur(spike, sigma)[[0, 1, 3, 4]].any()
+    assert phantom.phantom_case_name(3, 10) == "phantom_003" and phantom.phantom_case_name(3, 5000) == "phantom_0003"
