@@ -6,6 +6,7 @@ file; `core.devices.model_allows_cpu_bf16` reads it at inference time.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Optional
@@ -69,7 +70,15 @@ def record_cpu_bf16_agreement(model_path: Path, cases, say: Callable[[str], None
     model, spec = load_model(model_path)
     windows = [central_window(case.image, case.label, spec.patch_size_zyx) for case in cases]
     say(f"measuring CPU bf16 vs fp32 agreement on {len(windows)} window(s)")
-    agreement = measure_cpu_bf16_agreement(model, windows, spec.patch_size_zyx)
+    # torchrun sets OMP_NUM_THREADS=1 for every rank; the training is over and the cores idle,
+    # so use them all (on one thread, the paper-width network took ~12 s per window).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(threads, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                              else os.cpu_count() or 1))
+    try:
+        agreement = measure_cpu_bf16_agreement(model, windows, spec.patch_size_zyx)
+    finally:
+        torch.set_num_threads(threads)
     if agreement is None:
         return
     spec.training[CPU_BF16_KEY] = agreement
