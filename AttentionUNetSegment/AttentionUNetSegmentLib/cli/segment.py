@@ -1,14 +1,28 @@
+"""`segment`: one CT to one segmentation file, or a cohort (several CTs, or folders of them).
+
+Single case: `segment CT -o OUT` writes OUT (and the optional maps), all or nothing.
+Cohort: `segment CT1 CT2 ... -o FOLDER` or `segment FOLDER -o FOLDER` (cohort.py).
+"""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import sys
+import time
 from pathlib import Path
 
 from ..core.errors import InputError
 from .argtypes import whole_number
+from .cohort import run_cohort
+from .segment_common import (
+    Targets,
+    case_summary,
+    check_folder,
+    load_segmentation_model,
+    segmentation_options,
+    warn_if_empty,
+    write_outputs,
+)
 
 
 def _parse_point(text: str) -> tuple[float, float, float]:
@@ -31,23 +45,42 @@ def _parse_overlap(text: str) -> float:
 def add_segment_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "segment",
-        help="segment the pancreas on a CT",
+        help="segment the pancreas on a CT (or on every CT of a cohort)",
         description="Segment the pancreas on a CT and optionally write each attention gate's map. "
-        "Every output lies exactly on the input CT's grid.",
+        "The labelmap lies exactly on the input CT's grid. Several CTs, or a folder of them, make "
+        "a cohort run: the model is loaded once, reading and writing overlap the network, a bad "
+        "case is reported and skipped, and under torchrun each rank takes its share of the cases.",
     )
-    p.add_argument("ct", metavar="CT", help="CT volume: .nii/.nii.gz, .nrrd, .mha/.mhd, or a DICOM series folder")
+    p.add_argument("ct", nargs="+", metavar="CT",
+                   help="CT volume: .nii/.nii.gz, .nrrd, .mha/.mhd, or a DICOM series folder; several "
+                   "CTs or a folder of CTs (image files and DICOM series sub-folders) for a cohort")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
-                   help="labelmap (.nii.gz, .nii, .nrrd, .mha) or Slicer segmentation (.seg.nrrd)")
+                   help="labelmap (.nii.gz, .nii, .nrrd, .mha) or Slicer segmentation (.seg.nrrd); "
+                   "for a cohort, a folder (created if missing) receiving <case>.<--output-type>")
+    p.add_argument("--output-type", choices=COHORT_OUTPUT_TYPES, default="nii.gz",
+                   help="file type of each case's labelmap in a cohort run (default: nii.gz)")
     p.add_argument("--attention-dir", metavar="DIR",
-                   help="write one float32 volume (0..1) per attention gate here: attention_<gate>.<ext>")
+                   help="write one float32 volume (0..1) per attention gate here: attention_<gate>.<ext> "
+                   "(cohort: DIR/<case>/attention_<gate>.<ext>)")
+    p.add_argument("--attention-grid", choices=MAP_GRIDS, default="model",
+                   help="grid of the attention maps: 'model' = each gate's own coarse grid (1/2, 1/4, "
+                   "1/8 of the model grid, exact geometry; viewers resample in physical space; fast "
+                   "and small), 'ct' = resampled onto the full CT grid (large and slow to write) "
+                   "(default: model)")
     p.add_argument("--attention-format", choices=("nii.gz", "nrrd"), default="nii.gz",
                    help="file type of the attention maps (default: nii.gz; nrrd is uncompressed and faster)")
     p.add_argument("--probabilities", metavar="FILE",
-                   help="write the pancreas probability (float32, 0..1) on the CT grid to FILE")
+                   help="write the pancreas probability (float32, 0..1) to FILE (cohort: a folder "
+                   "receiving <case>.nii.gz)")
+    p.add_argument("--probability-grid", choices=MAP_GRIDS, default="model",
+                   help="grid of the probability map: 'model' (canonical orientation, model spacing, "
+                   "exact geometry) or 'ct' (the CT grid; then labels == probability > 0.5 before "
+                   "clean-up) (default: model)")
     p.add_argument("--model", metavar="MODEL",
                    help="model file (.pt) or model folder (containing model.pt); default: the bundled model")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
-                   help="where the network runs (default: auto = CUDA GPU if present, else CPU)")
+                   help="where the network runs (default: auto = CUDA GPU if present, else CPU; "
+                   "under torchrun, the rank's LOCAL_RANK GPU)")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                    help="arithmetic on the device (default: auto = bf16/fp16 autocast on CUDA, fp32 on CPU)")
     p.add_argument("--overlap", type=_parse_overlap, default=0.5,
@@ -64,101 +97,71 @@ def add_segment_parser(subparsers) -> None:
     p.add_argument("--progress", choices=("bar", "json", "none"), default="bar",
                    help="progress on stderr: a bar, JSON lines for programs, or nothing (default: bar)")
     p.add_argument("--summary-json", metavar="FILE",
-                   help="write a JSON summary (volumes in mL, timings, device, gates) to FILE")
+                   help="write a JSON summary (volumes in mL, per-stage seconds, device, gates) to FILE "
+                   "(cohort: every case and the totals; under torchrun one file per rank, FILE.rank<N>.json)")
     p.set_defaults(func=run_segment)
 
 
-def _planned_outputs(args, ct_path: Path) -> dict[str, Path]:
-    """Every file `segment` will write, checked before any work is done."""
+MAP_GRIDS = ("model", "ct")
+COHORT_OUTPUT_TYPES = ("nii.gz", "nii", "nrrd", "seg.nrrd", "mha")
+
+
+def _planned_outputs(args, ct_path: Path) -> Targets:
+    """Every file a single-case `segment` will write, checked before any work is done."""
     from ..files.writing import check_output_path
 
-    outputs = {"labels": check_output_path(args.output, inputs=[ct_path])}
+    targets = Targets(check_output_path(args.output, inputs=[ct_path]))
     if args.probabilities:
-        outputs["probabilities"] = check_output_path(args.probabilities, inputs=[ct_path])
+        targets.probabilities = check_output_path(args.probabilities, inputs=[ct_path])
     if args.summary_json:
-        outputs["summary"] = check_output_path(args.summary_json, inputs=[ct_path], extensions=(".json",))
+        targets.summary = check_output_path(args.summary_json, inputs=[ct_path], extensions=(".json",))
     if args.attention_dir:
-        folder = Path(args.attention_dir)
-        if folder.exists() and not folder.is_dir():
-            raise InputError(folder, "is a file; --attention-dir needs a folder")
-        # Checked now, created only once results exist: bad input must leave nothing behind.
-        if not folder.exists() and not folder.parent.is_dir():
-            raise InputError(folder, "its parent folder does not exist")
-    names = [str(p.resolve()) for p in outputs.values()]
+        targets.attention_dir = check_folder(args.attention_dir, "--attention-dir")
+    files = [p for p in (targets.labels, targets.probabilities, targets.summary) if p is not None]
+    names = [str(p.resolve()) for p in files]
     if len(set(names)) != len(names):
         raise InputError(args.output, "two outputs would be written to the same file")
-    return outputs
+    return targets
 
 
 def run_segment(args) -> int:
     from ..core.devices import resolve_device, resolve_precision
-    from ..core.pipeline import SegmentationOptions, segment_image
-    from ..core.progress import make_progress
-    from ..files.modelfile import default_model_path, load_model
-    from ..files.reading import check_ct_like, read_ct
-    from ..files.segfile import write_labelmap_or_segmentation
-    from ..files.writing import atomic_output, write_image
+    from ..files.cases import find_cases, is_cohort_folder
 
     # Device problems are about the machine, not a file: report them before touching any file.
     resolve_precision(args.precision, resolve_device(args.device))
-    ct_path = Path(args.ct)
-    outputs = _planned_outputs(args, ct_path)
+    if len(args.ct) > 1 or is_cohort_folder(args.ct[0]):
+        return run_cohort(args, find_cases(args.ct))
+    return _run_single(args, Path(args.ct[0]))
+
+
+def _run_single(args, ct_path: Path) -> int:
+    from ..core.pipeline import segment_image
+    from ..core.progress import make_progress
+    from ..files.reading import check_ct_like, read_ct
+
+    targets = _planned_outputs(args, ct_path)
+    t0 = time.perf_counter()
     image = read_ct(ct_path)
+    read_seconds = time.perf_counter() - t0
     for warning in check_ct_like(image, ct_path):
         print(f"warning: {warning}", file=sys.stderr)
-    model_path = Path(args.model) if args.model else default_model_path()
-    if args.model is None and not model_path.exists():
-        raise InputError(model_path, "bundled default model is missing; pass --model MODEL")
-    model, spec = load_model(model_path)
-
-    options = SegmentationOptions(
-        overlap=args.overlap, batch_size=args.batch_size, device=args.device, precision=args.precision,
-        point_ras=args.point, roi_size_mm=args.roi_size,
-        keep_largest=not args.no_largest_component, fill_holes=not args.no_fill_holes,
-        attention=bool(args.attention_dir), probabilities=bool(args.probabilities),
-    )
+    model, spec, model_path = load_segmentation_model(args)
     try:
-        result = segment_image(image, model, spec, options, progress=make_progress(args.progress))
+        result = segment_image(image, model, spec, segmentation_options(args),
+                               progress=make_progress(args.progress))
     except InputError as error:
         if error.path is not None:
             raise
         raise InputError(ct_path, error.problem) from error  # name the file the problem is about
 
-    volumes = result.volume_ml()
-    summary = {
-        "input": str(ct_path),
-        "labels": [label.to_dict() for label in result.labels],
-        "volume_ml": volumes,
-        "seconds": result.seconds,
-        "device": result.inference.device,
-        "precision": result.inference.precision,
-        "windows": result.inference.windows,
-        "gates": sorted(result.attention),
-        "model": {"path": str(model_path), "architecture": spec.architecture,
-                  "description": spec.description, "training": spec.training},
-    }
-
-    # All or nothing: every file goes to a temporary name first; renames happen together at the end.
-    with contextlib.ExitStack() as stack:
-        write_labelmap_or_segmentation(
-            result.labelmap, stack.enter_context(atomic_output(outputs["labels"])), result.labels)
-        if "probabilities" in outputs:
-            write_image(result.probabilities, stack.enter_context(atomic_output(outputs["probabilities"])))
-        if result.attention:
-            Path(args.attention_dir).mkdir(exist_ok=True)
-        for name, attention in result.attention.items():
-            target = Path(args.attention_dir) / f"attention_{name}.{args.attention_format}"
-            # nrrd is the fast path (the Slicer module reads these back at once): no gzip.
-            write_image(attention, stack.enter_context(atomic_output(target)),
-                        compress=args.attention_format != "nrrd")
-        if "summary" in outputs:
-            stack.enter_context(atomic_output(outputs["summary"])).write_text(json.dumps(summary, indent=2))
-
-    described = ", ".join(f"{name} {ml:.1f} mL" for name, ml in volumes.items())
-    print(f"{described}; {result.seconds['total']:.1f} s on {result.inference.device} "
-          f"({result.inference.precision}); wrote {outputs['labels']}", file=sys.stderr if args.progress == "json" else sys.stdout)
-    empty = [name for name, ml in volumes.items() if ml <= 0.0]
-    if empty:  # not an error (the files are valid), but a radiologist must not miss it
-        print(f"warning: {ct_path.name}: nothing was found for {', '.join(empty)}; the segment is empty "
-              "(the model may not suit this scan)", file=sys.stderr)
+    seconds = {"read": read_seconds, **{k: v for k, v in result.seconds.items() if k != "total"}}
+    summary = case_summary(ct_path, result, model_path, spec, seconds)
+    seconds["write"] = write_outputs(result, targets, args, summary)
+    seconds["total"] = time.perf_counter() - t0
+    described = ", ".join(f"{name} {ml:.1f} mL" for name, ml in summary["volume_ml"].items())
+    print(f"{described}; {seconds['total']:.1f} s on {result.inference.device} "
+          f"({result.inference.precision}); wrote {targets.labels}",
+          file=sys.stderr if args.progress == "json" else sys.stdout)
+    warn_if_empty(ct_path, summary["volume_ml"])
     return 0

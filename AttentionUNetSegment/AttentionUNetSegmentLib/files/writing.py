@@ -47,6 +47,8 @@ def check_output_path(path: PathLike, inputs: Iterable[PathLike] = (),
     """
     shown = path
     path = Path(path).expanduser()
+    if len(os.fsencode(path.name)) > 255:
+        raise InputError(shown, "cannot be written: the file name is longer than 255 bytes")
     if path.is_dir():
         raise InputError(shown, "is a folder; an output file name is required")
     ext = full_extension(path, tuple(extensions))
@@ -74,26 +76,49 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
 
+#: Formats whose header names a companion data file (.mhd -> .raw/.zraw, .nhdr -> .raw/.raw.gz):
+#: their temporary file must carry the final stem, since the header records the companion's name.
+_HEADER_WITH_COMPANION = (".mhd", ".nhdr")
+#: Longest part of the target's name used in the temporary folder's name (file names are limited
+#: to 255 bytes, and the folder adds a prefix and a random suffix).
+_TEMPORARY_NAME_CHARS = 60
+
+
+def _temporary_name(final: Path) -> str:
+    """The name written inside the private folder: one the writers handle, same format as `final`.
+
+    Writers choose the format from the extension, and some mangle odd names: ITK's NIfTI writer
+    turns ``seg.nii.gz.nii.gz`` into ``seg.nii.gz``, rejects ``SEG.NII.GZ``, and its MetaImage
+    writer turns ``x.MHA`` into ``x.mhd`` + ``x.raw``. So a self-contained file is written as
+    ``output<ext>`` (extension in lower case) and renamed; a header with a companion keeps its stem.
+    """
+    ext = full_extension(final)
+    stem = final.name[: len(final.name) - len(ext)] if ext else final.name
+    if ext.lower() in _HEADER_WITH_COMPANION:
+        return stem + ext.lower()
+    return "output" + ext.lower()
+
+
 @contextlib.contextmanager
 def atomic_output(path: PathLike) -> Iterator[Path]:
     """Yield a temporary path to write to; it replaces `path` only if the block succeeds.
 
-    The temporary path is ``<folder>/.<name>.tmp-<random>/<name>``: a private folder beside the
-    target holding a file with exactly the final name, so writers that pick the format from the
-    extension (``.seg.nrrd``, ``.nii.gz``) or record companion file names (``.mhd`` ->
-    ``.zraw``, ``.nhdr`` -> ``.raw.gz``) do the right thing. On success every file written there
-    is moved next to the target (companions first, the named file last, each by atomic
-    ``os.replace``); on any exception, KeyboardInterrupt included, the folder is deleted and an
-    existing file at `path` is left untouched.
+    The temporary path lies in a private folder beside the target (``<folder>/.<name>.tmp-<random>/``)
+    and has the target's format (see ``_temporary_name``), so writers that pick the format from the
+    extension (``.seg.nrrd``, ``.nii.gz``) or record companion file names (``.mhd`` -> ``.zraw``,
+    ``.nhdr`` -> ``.raw.gz``) do the right thing. On success every file written there is moved
+    next to the target (companions first, the named file last, each by atomic ``os.replace``);
+    on any exception, KeyboardInterrupt included, the folder is deleted and an existing file at
+    `path` is left untouched. Nesting is fine (an inner call works inside the outer folder).
     """
     final = Path(path).expanduser()
     parent = final.parent
     try:
-        workdir = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=parent))
+        workdir = Path(tempfile.mkdtemp(prefix=f".{final.name[:_TEMPORARY_NAME_CHARS]}.tmp-", dir=parent))
     except OSError as error:
         reason = "does not exist" if isinstance(error, FileNotFoundError) else "is not writable"
         raise InputError(path, f"cannot be written: folder '{parent}' {reason}") from None
-    temporary = workdir / final.name
+    temporary = workdir / _temporary_name(final)
     try:
         yield temporary
         if not temporary.exists():
@@ -101,7 +126,10 @@ def atomic_output(path: PathLike) -> Iterator[Path]:
         for companion in sorted(workdir.iterdir()):
             if companion != temporary and companion.is_file():
                 os.replace(companion, parent / companion.name)
-        os.replace(temporary, final)
+        try:
+            os.replace(temporary, final)
+        except OSError as error:
+            raise InputError(path, f"cannot be written ({error.strerror or error})") from None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -44,7 +44,7 @@ def test_segment_writes_every_output_on_the_input_grid(real_ct_path, tiny_model_
         "segment", str(real_ct_path), "-o", str(out), "--model", str(tiny_model_path),
         "--attention-dir", str(tmp_path / "attention"), "--probabilities", str(tmp_path / "prob.nii.gz"),
         "--summary-json", str(tmp_path / "summary.json"), "--progress", "none", "--device", "cpu",
-        "--no-largest-component", "--no-fill-holes",
+        "--no-largest-component", "--no-fill-holes", "--attention-grid", "ct", "--probability-grid", "ct",
     ], capsys)
     assert code == 0, stderr
     assert _digest(real_ct_path) == before, "the input CT was modified"
@@ -69,14 +69,71 @@ def test_segment_writes_every_output_on_the_input_grid(real_ct_path, tiny_model_
         assert 0.0 <= values.min() and values.max() <= 1.0 and values.std() > 0
 
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["gates"] == ["gate2", "gate3", "gate4"]
+    assert summary["gates"] == ["gate2", "gate3", "gate4"] and summary["attention_grid"] == "ct"
     assert summary["device"] == "cpu"
+    stages = ("read", "preprocess", "inference", "restore", "postprocess", "write")
+    assert all(summary["seconds"][stage] >= 0.0 for stage in stages)
+    assert summary["seconds"]["total"] == pytest.approx(sum(summary["seconds"][s] for s in stages))
     voxel_ml = np.prod(ct.GetSpacing()) / 1000.0
     expected_ml = (sitk.GetArrayFromImage(labels) == 1).sum() * voxel_ml
     assert summary["volume_ml"]["Pancreas"] == pytest.approx(expected_ml)
     assert ("nothing was found" in stderr) == (expected_ml == 0)
     # No temporary files left behind.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["attention", "pancreas.seg.nrrd", "prob.nii.gz", "summary.json"]
+
+
+def test_maps_on_their_own_grids_by_default(real_ct_path, tiny_model_path, tmp_path, capsys):
+    """By default each map keeps the grid it was computed on: the probability on the model grid,
+    gate s on the model grid's 1/s coarse grid, with the geometry that puts every voxel where the
+    network saw it (so viewers, resampling in physical space, overlay them exactly)."""
+    from AttentionUNetSegmentLib.core.geometry import coarse_grid
+    from AttentionUNetSegmentLib.core.preprocessing import to_model_grid
+    from AttentionUNetSegmentLib.files.modelfile import load_model
+
+    model, spec = load_model(tiny_model_path)
+    ct = sitk.ReadImage(str(real_ct_path))
+    model_grid = to_model_grid(ct, spec.spacing_zyx)
+    code, _, stderr = _run(["segment", str(real_ct_path), "-o", str(tmp_path / "seg.nii.gz"), "--model",
+                            str(tiny_model_path), "--attention-dir", str(tmp_path / "att"), "--probabilities",
+                            str(tmp_path / "p.nrrd"), "--progress", "none", "--device", "cpu"], capsys)
+    assert code == 0, stderr
+    _same_grid(sitk.ReadImage(str(tmp_path / "seg.nii.gz")), ct)
+    probability = sitk.ReadImage(str(tmp_path / "p.nrrd"))
+    _same_grid(probability, model_grid)
+    for name, scale in model.gate_scales.items():
+        gate = sitk.ReadImage(str(tmp_path / "att" / f"attention_{name}.nii.gz"))
+        _same_grid(gate, coarse_grid(model_grid, scale))
+        values = sitk.GetArrayFromImage(gate)
+        assert values.dtype == np.float32 and 0.0 <= values.min() and values.max() <= 1.0 and values.std() > 0
+
+
+@pytest.mark.parametrize("name", ["seg.nii.gz.nii.gz", "SEG.NII.GZ", "x.MHA", "y.Mhd", "ünï code.nrrd",
+                                  "x.seg.nrrd.seg.nrrd", ".hidden.nii", "a" * 248 + ".nii.gz"])
+def test_odd_output_names_are_written_under_exactly_that_name(name, real_ct_path, empty_model_path, tmp_path,
+                                                              capsys):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    code, _, stderr = _run(["segment", str(real_ct_path), "-o", str(out_dir / name), "--model",
+                            str(empty_model_path), "--progress", "none", "--device", "cpu"], capsys)
+    assert code == 0, stderr
+    written = sorted(p.name for p in out_dir.iterdir())
+    companion = {"y.Mhd": ["y.zraw"]}.get(name, [])  # MetaImage keeps its voxels beside the header
+    assert written == sorted([name] + companion)
+    # Readable in its format (ITK chooses the reader from a lower-case extension).
+    readable = tmp_path / ("check" + name[name.index("."):].lower() if not name.startswith(".") else "check.nii")
+    for path in out_dir.iterdir():
+        if path.name == name:
+            readable.write_bytes(path.read_bytes())
+    if name != "y.Mhd":  # the header names its companion, which the copy does not carry
+        _same_grid(sitk.ReadImage(str(readable)), sitk.ReadImage(str(real_ct_path)))
+
+
+def test_output_name_too_long_is_one_line(real_ct_path, empty_model_path, tmp_path, capsys):
+    name = "a" * 260 + ".nii.gz"
+    code, _, stderr = _run(["segment", str(real_ct_path), "-o", str(tmp_path / name), "--model",
+                            str(empty_model_path), "--progress", "none", "--device", "cpu"], capsys)
+    assert code == 2 and len(stderr.strip().splitlines()) == 1 and "longer than 255 bytes" in stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_empty_result_is_written_and_flagged(real_ct_path, empty_model_path, tmp_path, capsys):
@@ -113,7 +170,7 @@ def test_point_restricts_to_the_region_around_the_click(real_ct_path, tiny_model
     code, _, stderr = _run([
         "segment", str(real_ct_path), "-o", str(out), "--model", str(tiny_model_path),
         "--point", ",".join(f"{v:.2f}" for v in ras), "--roi-size", "60", "--progress", "none",
-        "--attention-dir", str(tmp_path / "att"),
+        "--attention-dir", str(tmp_path / "att"), "--attention-grid", "ct",
     ], capsys)
     assert code == 0, stderr
     labels = sitk.ReadImage(str(out))

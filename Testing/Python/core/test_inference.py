@@ -79,7 +79,7 @@ def reference(model: nn.Module, volume: np.ndarray) -> tuple[np.ndarray, dict[st
 def test_single_window_equals_direct_forward():
     model = tiny_model()
     volume = np.random.default_rng(0).normal(size=(32, 32, 48)).astype(np.float32)
-    result = sliding_window_predict(model, volume, InferenceOptions(patch_size_zyx=(32, 32, 48)))
+    result = sliding_window_predict(model, volume, InferenceOptions(patch_size_zyx=(32, 32, 48), device="cpu"))
     assert result.windows == 1
     assert result.device == "cpu" and result.precision == "fp32"
     expected_logits, expected_maps = reference(model, volume)
@@ -92,7 +92,7 @@ def test_single_window_equals_direct_forward():
 def test_overlapping_windows_shapes_range_and_coverage():
     model = tiny_model()
     volume = np.random.default_rng(1).normal(size=(40, 56, 36)).astype(np.float32)
-    options = InferenceOptions(patch_size_zyx=(32, 32, 32), overlap=0.5, batch_size=3)
+    options = InferenceOptions(patch_size_zyx=(32, 32, 32), overlap=0.5, batch_size=3, device="cpu")
     result = sliding_window_predict(model, volume, options)
     assert result.logits.shape == (2, 40, 56, 36) and result.logits.dtype == np.float32
     assert np.isfinite(result.logits).all()
@@ -115,9 +115,9 @@ def test_overlapping_windows_shapes_range_and_coverage():
 def test_stitching_is_exact_at_every_resolution(overlap):
     model = PointwiseModel()
     volume = np.random.default_rng(2).normal(size=(48, 80, 64)).astype(np.float32)
-    options = InferenceOptions(patch_size_zyx=(32, 48, 32), overlap=overlap, batch_size=4)
+    options = InferenceOptions(patch_size_zyx=(32, 48, 32), overlap=overlap, batch_size=4, device="cpu")
     result = sliding_window_predict(model, volume, options)
-    assert result.windows > 1
+    assert result.windows > 1 and result.device == "cpu"
     expected_logits, expected_maps = reference(model, volume)
     np.testing.assert_allclose(result.logits, expected_logits, rtol=1e-5, atol=1e-5)
     for name in model.gate_names:
@@ -127,7 +127,7 @@ def test_stitching_is_exact_at_every_resolution(overlap):
 def test_odd_sizes_smaller_than_patch_pad_and_crop_back():
     model = PointwiseModel()
     volume = np.random.default_rng(3).normal(size=(13, 21, 30)).astype(np.float32)
-    result = sliding_window_predict(model, volume, InferenceOptions(patch_size_zyx=(32, 32, 32)))
+    result = sliding_window_predict(model, volume, InferenceOptions(patch_size_zyx=(32, 32, 32), device="cpu"))
     assert result.logits.shape == (3, 13, 21, 30)
     assert result.attention["gate2"].shape == (7, 11, 15)
     assert result.attention["gate3"].shape == (4, 6, 8)
@@ -137,14 +137,14 @@ def test_odd_sizes_smaller_than_patch_pad_and_crop_back():
     for name in model.gate_names:
         np.testing.assert_allclose(result.attention[name], expected_maps[name], rtol=1e-5, atol=1e-6)
     # And the real network on an odd volume larger than the patch along one axis.
-    real = sliding_window_predict(tiny_model(), volume[:, :, :30], InferenceOptions((16, 16, 16), overlap=0.5))
+    real = sliding_window_predict(tiny_model(), volume[:, :, :30], InferenceOptions((16, 16, 16), overlap=0.5, device="cpu"))
     assert real.logits.shape == (2, 13, 21, 30) and np.isfinite(real.logits).all()
     assert real.attention["gate4"].shape == (2, 3, 4)
 
 
 def test_cancel_and_progress():
     volume = np.zeros((16, 16, 64), dtype=np.float32)
-    options = InferenceOptions(patch_size_zyx=(16, 16, 16), overlap=0.0, batch_size=1)
+    options = InferenceOptions(patch_size_zyx=(16, 16, 16), overlap=0.0, batch_size=1, device="cpu")
     fractions: list[float] = []
     result = sliding_window_predict(PointwiseModel(), volume, options, progress=lambda f, m: fractions.append(f))
     assert result.windows == 4
@@ -193,7 +193,7 @@ def test_out_of_memory_halves_the_batch():
     model = OomAboveOne()
     volume = np.random.default_rng(4).normal(size=(16, 16, 48)).astype(np.float32)
     messages: list[str] = []
-    result = sliding_window_predict(model, volume, InferenceOptions((16, 16, 16), overlap=0.0, batch_size=4),
+    result = sliding_window_predict(model, volume, InferenceOptions((16, 16, 16), overlap=0.0, batch_size=4, device="cpu"),
                                     progress=lambda f, m: messages.append(m))
     assert model.calls == [-3, -2, 1, 1, 1]  # 3 windows at once, then 2, then one by one
     assert any("reduced to 2" in m for m in messages) and any("reduced to 1" in m for m in messages)
@@ -204,12 +204,12 @@ def test_out_of_memory_halves_the_batch():
 def test_without_attention_and_unet_and_model_state_restored():
     volume = np.random.default_rng(5).normal(size=(16, 32, 16)).astype(np.float32)
     model = tiny_model().train()
-    result = sliding_window_predict(model, volume, InferenceOptions((16, 16, 16), return_attention=False))
+    result = sliding_window_predict(model, volume, InferenceOptions((16, 16, 16), return_attention=False, device="cpu"))
     assert result.attention == {} and result.logits.shape == (2, 16, 32, 16)
     assert model.training  # eval() only for the call
     assert all(p.is_contiguous() for p in model.parameters())  # layout restored after channels-last
     torch.manual_seed(0)
-    unet = sliding_window_predict(UNet3D(widths=TINY), volume, InferenceOptions((16, 16, 16)))
+    unet = sliding_window_predict(UNet3D(widths=TINY), volume, InferenceOptions((16, 16, 16), device="cpu"))
     assert unet.attention == {} and unet.logits.shape == (2, 16, 32, 16)
 
 
@@ -272,3 +272,47 @@ def test_cuda_amp_agrees_with_fp32():
     assert _dice(fg32, fgamp) >= 0.99
     for name in model.gate_names:
         assert np.abs(fp32.attention[name] - amp.attention[name]).max() < 0.05
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("overlap", [0.0, 0.5])
+def test_cuda_stitching_is_exact_at_every_resolution(overlap):
+    # Stitching buffers on the GPU (they fit easily): the same exactness as on the CPU, in fp32.
+    model = PointwiseModel()
+    volume = np.random.default_rng(2).normal(size=(48, 80, 64)).astype(np.float32)
+    options = InferenceOptions(patch_size_zyx=(32, 48, 32), overlap=overlap, batch_size=4, device="cuda",
+                               precision="fp32")
+    result = sliding_window_predict(model, volume, options)
+    assert result.device.startswith("cuda") and result.precision == "fp32" and result.windows > 1
+    expected_logits, expected_maps = reference(PointwiseModel(), volume)
+    np.testing.assert_allclose(result.logits, expected_logits, rtol=1e-4, atol=1e-4)
+    for name in model.gate_names:
+        np.testing.assert_allclose(result.attention[name], expected_maps[name], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_out_of_memory_fallback_with_a_capped_memory_fraction():
+    """A real allocator refusal, not a simulated one: cap this process's share of the GPU just above
+    what is already in use, so the windows cannot fit; the run must halve the batch, then finish on
+    the CPU, and agree with an uncapped fp32 run."""
+    device = torch.device("cuda")
+    model, volume = _trained_tiny_model(device)
+    volume = np.tile(volume, (2, 2, 1))  # (64, 64, 64)
+    options = dict(patch_size_zyx=(64, 64, 64), overlap=0.5, batch_size=4, device="cuda", precision="fp32")
+    uncapped = sliding_window_predict(model, volume, InferenceOptions(**options))
+    torch.cuda.empty_cache()
+    total = torch.cuda.get_device_properties(device).total_memory
+    in_use = torch.cuda.memory_reserved(device)
+    messages: list[str] = []
+    try:
+        torch.cuda.set_per_process_memory_fraction(min(1.0, (in_use + (8 << 20)) / total), device)
+        capped = sliding_window_predict(model, volume, InferenceOptions(**options),
+                                        progress=lambda f, m: messages.append(m))
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0, device)
+        torch.cuda.empty_cache()
+    assert any("Out of memory" in m for m in messages), messages
+    assert "fallback" in capped.device or any("reduced to" in m for m in messages)
+    fg_uncapped, fg_capped = uncapped.logits.argmax(0) == 1, capped.logits.argmax(0) == 1
+    assert fg_uncapped.sum() > 100
+    assert _dice(fg_uncapped, fg_capped) >= 0.999

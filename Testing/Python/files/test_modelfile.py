@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -56,11 +57,15 @@ def test_spec_is_plain_json_and_inverts():
 
 def test_unet3d_and_wrapped_models_round_trip(tmp_path):
     model, spec = tiny_test_model(seed=3, arch="unet3d")
+    expected = _outputs(model)  # on the CPU, before wrapping
     # DataParallel prefixes every key with "module."; the file must hold the plain network's keys.
-    save_model(tmp_path / "model.pt", nn.DataParallel(model), spec)
+    # On a machine with one GPU, DataParallel moves the network there: wrap a copy, so the
+    # comparison stays on the CPU whatever the machine (the file is loaded onto the CPU).
+    save_model(tmp_path / "model.pt", nn.DataParallel(copy.deepcopy(model)), spec)
     loaded, loaded_spec = load_model(tmp_path)  # a folder means <folder>/model.pt
     assert loaded_spec.architecture == "unet3d"
-    assert torch.equal(_outputs(model), _outputs(loaded))
+    assert next(loaded.parameters()).device.type == "cpu"
+    assert torch.equal(expected, _outputs(loaded))
 
 
 def test_tiny_test_model_is_deterministic_and_leaves_global_rng_alone():
