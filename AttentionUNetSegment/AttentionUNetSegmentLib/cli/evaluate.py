@@ -7,10 +7,9 @@ from pathlib import Path
 
 from ..core.errors import InputError
 from ..evaluation.evaluate import (
-    _TABLE,
     Labels,
-    _table_line,
     evaluate,
+    format_header,
     format_row,
     format_summary,
     parse_labels,
@@ -52,7 +51,7 @@ def run_cli(args: argparse.Namespace) -> int:
 
     def show(row: dict) -> None:
         if not printed:   # header with the first row: an input error prints nothing but itself
-            print(_table_line([title for _, title, _ in _TABLE]))
+            print(format_header())
             printed.append(True)
         print(format_row(row), flush=True)
 

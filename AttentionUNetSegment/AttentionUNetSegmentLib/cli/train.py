@@ -86,7 +86,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    "WEIGHT = share of the patches drawn from it (default: in proportion to its "
                    "cases), LABELS = its label map (default: --labels), e.g. real:0.3:7:1")
     p.add_argument("--init-from", metavar="MODEL.pt", help="start from this model file's "
-                   "weights (fine-tuning; its network, widths and spacing are taken over)")
+                   "weights (fine-tuning; its network, widths, spacing and patch are taken over "
+                   "unless given)")
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted run in MODEL_DIR (its settings; --epochs may "
                    "extend it)")
@@ -129,7 +130,8 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) 
 
 
 def _take_network_from(config: TrainConfig, args: argparse.Namespace) -> None:
-    """--init-from: the starting model's architecture, widths and spacing, unless given."""
+    """--init-from: the starting model's architecture, widths, spacing and patch, unless given
+    (its patch, because a fine-tune is usually a short run where its sliding window is right)."""
     from ..files.modelfile import read_model_spec
 
     path = Path(args.init_from).expanduser().resolve()
@@ -142,6 +144,8 @@ def _take_network_from(config: TrainConfig, args: argparse.Namespace) -> None:
         config.widths = tuple(int(w) for w in spec.network_args["widths"])
     if getattr(args, "spacing", None) is None:
         config.spacing_zyx = tuple(float(s) for s in spec.spacing_zyx)
+    if getattr(args, "patch", None) is None:
+        config.patch_size_zyx = tuple(int(p) for p in spec.patch_size_zyx)
 
 
 def run_cli(args: argparse.Namespace) -> int:

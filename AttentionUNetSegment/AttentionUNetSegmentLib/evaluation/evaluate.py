@@ -390,6 +390,11 @@ def _format(value: float, spec: str) -> str:
     return "inf" if math.isinf(value) else ("nan" if math.isnan(value) else format(value, spec))
 
 
+def format_header() -> str:
+    """The table's title line (the columns of `format_row`)."""
+    return _table_line([title for _, title, _ in _TABLE])
+
+
 def format_row(row: dict) -> str:
     """One table line for a case (same columns as the CSV, rounded for reading)."""
     return _table_line([row["case"]] + [_format(row[key], spec) for key, _, spec in _TABLE[1:]])

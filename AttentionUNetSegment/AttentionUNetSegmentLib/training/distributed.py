@@ -2,9 +2,8 @@
 collective operations the training loop needs.
 
 torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; with WORLD_SIZE > 1 the run joins a process group
-(NCCL on GPUs, gloo on CPUs) and wraps the network in DistributedDataParallel. `close` ends the
-group with a barrier first, so no rank tears down its side while another is still writing or
-reducing: every rank then exits promptly.
+(NCCL on GPUs, gloo on CPUs) and wraps the network in DistributedDataParallel. `close` leaves
+the group on every way out of `train`, so each rank's process ends as soon as its work does.
 """
 
 from __future__ import annotations
@@ -59,14 +58,12 @@ class DistributedContext:
             for buffer in model.buffers():
                 dist.broadcast(buffer, src=0)
 
-    def close(self, finished: bool = True) -> None:
-        """Leave the process group (ours only). After a normal end, wait for every rank
-        first; after an error, do not: the other ranks may never arrive."""
-        if not (self.owns_group and dist.is_initialized()):
-            return
-        if finished:
-            self.barrier()
-        dist.destroy_process_group()
+    def close(self) -> None:
+        """Leave the process group (ours only). No barrier first: the epochs end with one, the
+        work after them (rank 0's bf16 check and last words) needs no other rank, and after an
+        error the other ranks may never arrive."""
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
         self.owns_group = False
 
 

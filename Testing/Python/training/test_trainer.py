@@ -298,8 +298,9 @@ def test_kill_9_loses_at_most_the_epoch_in_progress(dataset, tmp_path):
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and process.poll() is None:
-            if (out / CHECKPOINT_FILE).exists() and \
-                    read_checkpoint(out / CHECKPOINT_FILE)["epoch"] >= 2:
+            # Kill once two epochs were reported (the checkpoint is written before the epoch's
+            # line, so waiting for the file alone could kill between the two).
+            if re.search(r"^epoch [2-9]\d*/200", (tmp_path / "stderr.txt").read_text(), re.M):
                 break
             time.sleep(0.05)
         assert process.poll() is None, "training ended before it could be killed"
@@ -369,6 +370,10 @@ def test_mixed_datasets_fine_tuning_and_randomisation_are_recorded(dataset, two_
     config = config_from_args(args)
     assert config.widths == (4, 8, 16, 32, 64)          # taken over from the --init-from model
     assert config.randomisation.enabled and config.extra_datasets[0]["labels"] == "7:1"
+    bare = config_from_args(_parser().parse_args(["train", str(dataset), "-o", "m", "--init-from",
+                                                  str(init_model / "model.pt")]))
+    assert bare.patch_size_zyx == (32, 32, 32) and bare.widths == (4, 8, 16, 32, 64)
+    assert not bare.randomisation.enabled and bare.extra_datasets == ()
     train(config, dataset, out, progress=False)
     _, spec = load_model(out)
     summary = spec.training
