@@ -101,22 +101,24 @@ class SceneSetup:
 
 
 def time_module(setup: SceneSetup, model: Path, device: str, overlap: float, poll_s: float = 0.1) -> dict:
-    from AttentionUNetSegmentLib.slicer import scene as slicer_scene
+    from AttentionUNetSegmentLib.slicer.display import slice_view_rgba
+    from AttentionUNetSegmentLib.slicer.job import RUNNING, SUCCEEDED
+    from AttentionUNetSegmentLib.slicer.logic import AttentionUNetSegmentSceneLogic
 
-    logic = slicer_scene.AttentionUNetSegmentSceneLogic(setup.scene, setup.segmentations_logic)
+    logic = AttentionUNetSegmentSceneLogic(setup.scene, setup.segmentations_logic)
     start = time.perf_counter()                                       # "Segment" pressed
     job = logic.create_job(setup.volume, model_path=model, device=device, overlap=overlap,
                            python_executable=sys.executable)
     job.start()
-    while job.poll().state == slicer_scene.RUNNING:                  # the module's QTimer
+    while job.poll().state == RUNNING:                          # the module's QTimer
         time.sleep(poll_s)
     status = job.poll()
-    if status.state != slicer_scene.SUCCEEDED:
+    if status.state != SUCCEEDED:
         raise RuntimeError(status.error)
     finished = time.perf_counter()
     applied = logic.apply_result(setup.volume, job.result())
     for slice_logic in setup.slice_logics:                           # the views draw the new layers
-        slicer_scene.slice_view_rgba(slice_logic)
+        slice_view_rgba(slice_logic)
     shown = time.perf_counter()
     job.cleanup()
     return {"total": shown - start, "job": finished - start, "apply_and_draw": shown - finished,

@@ -27,9 +27,12 @@ sys.path.insert(0, str(REPO / "AttentionUNetSegment"))
 import SimpleITK as sitk  # noqa: E402
 import slicer  # noqa: E402
 import vtk  # noqa: E402
-
 from AttentionUNetSegmentLib.reports import figures  # noqa: E402
-from AttentionUNetSegmentLib.slicer import scene as ss  # noqa: E402
+from AttentionUNetSegmentLib.slicer.display import slice_view_rgba  # noqa: E402
+from AttentionUNetSegmentLib.slicer.job import SUCCEEDED  # noqa: E402
+from AttentionUNetSegmentLib.slicer.logic import AttentionUNetSegmentSceneLogic  # noqa: E402
+from AttentionUNetSegmentLib.slicer.roles import MAX_GATE, OVERLAY_LOWER_THRESHOLD  # noqa: E402
+from AttentionUNetSegmentLib.slicer.volumes import image_to_volume_node  # noqa: E402
 
 
 def _scene():
@@ -73,7 +76,7 @@ def main() -> int:
     scene, _, segmentations_logic, slice_logic = _scene()
     image, source = _ct_image(args)
     ct = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT")
-    ss.image_to_volume_node(image, ct)
+    image_to_volume_node(image, ct)
     ct.CreateDefaultDisplayNodes()
     display = ct.GetDisplayNode()
     display.SetAndObserveColorNodeID("vtkMRMLColorTableNodeGrey")
@@ -81,12 +84,12 @@ def main() -> int:
     display.SetWindowLevel(400, 40)            # Slicer's "CT abdomen" preset
     display.SetInterpolate(1)
 
-    logic = ss.AttentionUNetSegmentSceneLogic(scene, segmentations_logic)
+    logic = AttentionUNetSegmentSceneLogic(scene, segmentations_logic)
     with tempfile.TemporaryDirectory() as work:
         job = logic.create_job(ct, model_path=model, device=args.device, overlap=args.overlap,
                                python_executable=sys.executable, work_root=work).start()
         status = job.wait()
-        if status.state != ss.SUCCEEDED:
+        if status.state != SUCCEEDED:
             sys.exit(f"segmentation failed: {status.error}")
         applied = logic.apply_result(ct, job.result())
         job.cleanup()
@@ -122,19 +125,19 @@ def main() -> int:
 
     panels, titles = [], []
     composite.SetForegroundVolumeID(None)
-    panels.append(ss.slice_view_rgba(slice_logic))
+    panels.append(slice_view_rgba(slice_logic))
     titles.append("CT + pancreas segment")
-    for gate, title in [(ss.MAX_GATE, "attention: max over gates"), ("gate2", "gate 2 (1/2 res)"),
+    for gate, title in [(MAX_GATE, "attention: max over gates"), ("gate2", "gate 2 (1/2 res)"),
                         ("gate3", "gate 3 (1/4 res)"), ("gate4", "gate 4 (1/8 res)")]:
         if gate in applied.overlay_nodes:
             logic.show_overlay(ct, gate, 0.6)
-            panels.append(ss.slice_view_rgba(slice_logic))
+            panels.append(slice_view_rgba(slice_logic))
             titles.append(title)
     figure = figures.montage([p[..., :3] for p in panels], titles, columns=len(panels))
     # Colour bar with the threshold marked: below it the overlay is transparent.
     bar_width = min(figure.shape[1] - 40, 420)
     bar = figures.colorbar(bar_width, 14)
-    cut = int(round(ss.OVERLAY_LOWER_THRESHOLD * (bar_width - 1)))
+    cut = int(round(OVERLAY_LOWER_THRESHOLD * (bar_width - 1)))
     bar[:, :cut] = 60
     footer = figures.canvas(56, figure.shape[1])
     left = (figure.shape[1] - bar_width) // 2
@@ -142,7 +145,7 @@ def main() -> int:
     figures.draw_text(footer, left - 12, 26, "0", scale=2)
     figures.draw_text(footer, left + bar_width - 6, 26, "1", scale=2)
     volume = ", ".join(f"{name} {ml:.0f} mL" for name, ml in applied.volume_ml.items())
-    caption = f"attention coefficient (transparent below {ss.OVERLAY_LOWER_THRESHOLD:g}) - {source}, {volume}"
+    caption = f"attention coefficient (transparent below {OVERLAY_LOWER_THRESHOLD:g}) - {source}, {volume}"
     figures.draw_text(footer, 6, 40, caption[: max(10, figure.shape[1] // 12)], scale=1)
     figures.write_png(args.out, np.concatenate([figure, footer], axis=0))
     print(f"wrote {args.out} ({', '.join(titles)}); {volume}")

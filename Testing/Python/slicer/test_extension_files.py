@@ -167,7 +167,7 @@ def test_cmake_configures_the_installed_layout(tmp_path):
     modules = build / "lib" / "Slicer-5.8" / "qt-scripted-modules"
     # Slicer finds the module at the top of qt-scripted-modules; the module finds Resources/ beside it.
     assert (modules / "AttentionUNetSegment.py").is_file()
-    assert (modules / "AttentionUNetSegmentLib" / "slicer" / "scene.py").is_file()
+    assert (modules / "AttentionUNetSegmentLib" / "slicer" / "logic.py").is_file()
     assert (modules / "AttentionUNetSegmentLib" / "__main__.py").is_file()
     assert (modules / "Resources" / "UI" / "AttentionUNetSegment.ui").is_file()
     assert (modules / "Resources" / "Icons" / "AttentionUNetSegment.png").is_file()

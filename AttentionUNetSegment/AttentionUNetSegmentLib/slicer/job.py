@@ -1,0 +1,253 @@
+"""The `segment` command in a background process: start, poll, cancel; no Qt, no torch here.
+
+    SimpleITK image --write--> work folder/input.nrrd
+      --Popen--> python -m AttentionUNetSegmentLib segment ... (JSON progress lines on stderr)
+      --reader thread--> progress under a lock; other lines queued
+      --poll() (the GUI's QTimer)--> state, fraction, message; queued lines logged here
+      --load_output_files--> SegmentationOutput
+
+The reader thread never calls `logging`: inside Slicer the Python log handler posts to Qt's error
+log model, which must only be touched from the GUI thread. Lines are queued and written by
+`poll()`, on whichever thread polls. Cancel stops the whole process tree (see processes.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import SimpleITK as sitk
+
+from . import processes
+from .failures import describe_failure
+from .results import (
+    ATTENTION_DIR,
+    INPUT_FILE,
+    LABELS_FILE,
+    SUMMARY_FILE,
+    SegmentationOutput,
+    load_output_files,
+)
+
+logger = logging.getLogger(__name__)
+
+IDLE, RUNNING, SUCCEEDED, FAILED, CANCELLED = "idle", "running", "succeeded", "failed", "cancelled"
+
+
+@dataclass
+class JobStatus:
+    state: str
+    fraction: float
+    message: str
+    error: str = ""          # one line for the user when state == FAILED
+    elapsed_s: float = 0.0
+
+
+class SegmentationJob:
+    """Runs `python -m AttentionUNetSegmentLib segment ...` in a background process.
+
+    `start()` returns at once, `poll()` reports state, fraction and message, `cancel()` stops
+    the process tree and deletes the work folder, `result()` gives the SegmentationOutput (read
+    from disk by the reader thread). The module polls with a QTimer, scripts and tests with `wait()`.
+    `python_executable` defaults to `processes.python_executable()` (PythonSlicer inside Slicer;
+    raises PythonSlicerNotFound there when it is missing).
+    """
+
+    def __init__(self, image: sitk.Image, model_path=None, device: str = "auto", overlap: float = 0.5,
+                 point_ras: Optional[Sequence[float]] = None, python_executable: Optional[str] = None,
+                 work_root: Optional[str] = None, extra_args: Sequence[str] = (),
+                 env: Optional[dict[str, str]] = None, kill_after_s: float = 1.0):
+        self.image = image
+        self.model_path = str(model_path) if model_path else None
+        self.device = device
+        self.overlap = float(overlap)
+        self.point_ras = tuple(float(v) for v in point_ras) if point_ras is not None else None
+        self.python_executable = python_executable or processes.python_executable()
+        self.work_root = work_root
+        self.extra_args = list(extra_args)
+        self.env = env
+        self.kill_after_s = kill_after_s
+        self.work_dir: Optional[Path] = None
+        self.log_lines: deque[str] = deque(maxlen=400)
+        self._pending_log: "queue.SimpleQueue[tuple[int, str]]" = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._state, self._fraction, self._message, self._error = IDLE, 0.0, "", ""
+        self._output: Optional[SegmentationOutput] = None
+        self._process: Optional[subprocess.Popen] = None
+        self._thread: Optional[threading.Thread] = None
+        self._cancel_requested = False
+        self._started_at = 0.0
+        self._finished_at: Optional[float] = None
+
+    # -- command ---------------------------------------------------------------------------
+    def command(self) -> list[str]:
+        """The command line (paths inside `work_dir`)."""
+        folder = self.work_dir or Path("WORK")
+        args = [self.python_executable, "-m", "AttentionUNetSegmentLib", "segment",
+                str(folder / INPUT_FILE), "-o", str(folder / LABELS_FILE),
+                "--attention-dir", str(folder / ATTENTION_DIR), "--attention-format", "nrrd",
+                "--device", self.device, f"--overlap={self.overlap:g}",
+                "--progress", "json", "--summary-json", str(folder / SUMMARY_FILE)]
+        if self.model_path:
+            args += ["--model", self.model_path]
+        if self.point_ras is not None:
+            # "--point=..." so that a negative first coordinate is not taken for an option.
+            args.append("--point=" + ",".join(f"{v:.6g}" for v in self.point_ras))
+        return args + self.extra_args
+
+    def environment(self) -> dict[str, str]:
+        return processes.child_environment(self.env, processes.lib_parent_dir())
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> "SegmentationJob":
+        if self._state != IDLE:
+            raise RuntimeError("a job can be started once")
+        self.work_dir = Path(tempfile.mkdtemp(prefix="AttentionUNetSegment-", dir=self.work_root))
+        self._started_at = time.perf_counter()
+        with self._lock:
+            self._state = RUNNING
+            self._message = "Starting (loading PyTorch and the model)"
+        self._thread = threading.Thread(target=self._run, name="AttentionUNetSegmentJob", daemon=True)
+        self._thread.start()
+        return self
+
+    def _launch(self) -> Optional[subprocess.Popen]:
+        with self._lock:
+            if self._cancel_requested:
+                return None
+            self._process = subprocess.Popen(
+                self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace", bufsize=1,
+                cwd=str(self.work_dir), env=self.environment(), **processes.hidden_window_options())
+            return self._process
+
+    def _run(self) -> None:
+        """Reader thread: write the input, run the command, read its stderr, then the results."""
+        try:
+            assert self.work_dir is not None
+            sitk.WriteImage(self.image, str(self.work_dir / INPUT_FILE), useCompression=False)
+            process = self._launch()
+            if process is None:
+                return
+            assert process.stderr is not None
+            for line in process.stderr:
+                self._handle_line(line.rstrip("\n"))
+            returncode = process.wait()
+            if self._cancel_requested:
+                return
+            if returncode != 0:
+                self._finish(FAILED, error=describe_failure(returncode, list(self.log_lines)))
+                return
+            with self._lock:
+                self._message = "Reading results"
+            output = load_output_files(self.work_dir)
+            with self._lock:
+                self._output = output
+            self._finish(SUCCEEDED, message="Done")
+        except Exception as error:  # noqa: BLE001 - any failure becomes a message, never a hang
+            if not self._cancel_requested:
+                self._pending_log.put((logging.ERROR, "segmentation job failed\n" + traceback.format_exc()))
+                self._finish(FAILED, error=f"segmentation failed: {error}")
+
+    def _handle_line(self, line: str) -> None:
+        if line.startswith("{"):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            if isinstance(record, dict) and "fraction" in record:
+                with self._lock:
+                    self._fraction = min(max(float(record.get("fraction", 0.0)), 0.0), 1.0)
+                    self._message = str(record.get("message", ""))
+                return
+        if line.strip():
+            with self._lock:
+                self.log_lines.append(line)
+            self._pending_log.put((logging.INFO, "segment: " + line))
+
+    def _finish(self, state: str, message: str = "", error: str = "") -> None:
+        with self._lock:
+            if self._state != RUNNING:
+                return
+            self._state = state
+            self._finished_at = time.perf_counter()
+            if message:
+                self._message = message
+            if state == SUCCEEDED:
+                self._fraction = 1.0
+            self._error = error
+
+    def flush_log(self) -> None:
+        """Write the lines the reader thread queued, on this (the polling) thread."""
+        while True:
+            try:
+                level, text = self._pending_log.get_nowait()
+            except queue.Empty:
+                return
+            logger.log(level, "%s", text)
+
+    def poll(self) -> JobStatus:
+        """State, fraction and message; also writes the queued log lines (call from the GUI thread)."""
+        self.flush_log()
+        with self._lock:
+            end = self._finished_at if self._finished_at is not None else time.perf_counter()
+            elapsed = end - self._started_at if self._started_at else 0.0
+            return JobStatus(self._state, self._fraction, self._message, self._error, elapsed)
+
+    @property
+    def process(self) -> Optional[subprocess.Popen]:
+        """The `segment` process once started (None before)."""
+        return self._process
+
+    @property
+    def running(self) -> bool:
+        return self.poll().state == RUNNING
+
+    def wait(self, timeout: Optional[float] = None, interval: float = 0.05) -> JobStatus:
+        """Block until the job ends (for scripts and tests; the GUI polls instead)."""
+        deadline = None if timeout is None else time.perf_counter() + timeout
+        while True:
+            status = self.poll()
+            if status.state != RUNNING or (deadline is not None and time.perf_counter() > deadline):
+                return status
+            time.sleep(interval)
+
+    def cancel(self) -> None:
+        """Stop the process tree within about `kill_after_s` seconds and delete the work folder."""
+        with self._lock:
+            self._cancel_requested = True
+            process = self._process
+            if self._state == RUNNING:
+                self._state, self._message = CANCELLED, "Cancelled"
+                self._finished_at = time.perf_counter()
+        if process is not None and process.poll() is None:
+            processes.stop_process_tree(process, grace_s=self.kill_after_s)
+        elif process is not None and not processes.is_windows():
+            processes.kill_process_tree(process, force=True)  # the launcher ended; its children may not have
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        self.flush_log()
+        self.cleanup()
+
+    def result(self) -> SegmentationOutput:
+        status = self.poll()
+        if status.state != SUCCEEDED or self._output is None:
+            raise RuntimeError(f"no result: the job is {status.state}" + (f" ({status.error})" if status.error else ""))
+        return self._output
+
+    def cleanup(self) -> None:
+        """Delete the work folder (input copy and result files); results already read stay in memory."""
+        if self.work_dir is not None:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+

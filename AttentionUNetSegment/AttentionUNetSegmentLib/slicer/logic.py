@@ -1,0 +1,173 @@
+"""AttentionUNetSegmentSceneLogic: a CT volume node in, segmentation and attention overlays out.
+
+    volume node --volumes.volume_node_to_image--> SimpleITK image
+      --job.SegmentationJob--> background `segment` process --> results.SegmentationOutput
+      --apply_result--> one batch of scene changes (nodes.py), then shown (display.py)
+
+Nothing touches the scene until a job has succeeded: cancel and failure leave it as it was.
+The module's Logic class is this class on `slicer.mrmlScene`; tests give their own scene.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+import slicer
+
+from ..core.errors import InputError
+from . import display, nodes
+from .job import SegmentationJob
+from .results import SegmentationOutput, default_labels
+from .roles import (
+    DEFAULT_OPACITY,
+    MAX_GATE,
+    NO_OVERLAY,
+    collection_items,
+    is_attention_overlay,
+)
+from .volumes import (
+    check_input_volume,
+    image_matches_volume_grid,
+    volume_node_to_image,
+    world_to_volume_ras,
+)
+
+
+@dataclass
+class AppliedResult:
+    segmentation_node: Any
+    overlay_nodes: dict[str, Any]        # gate name (and MAX_GATE) -> vtkMRMLScalarVolumeNode
+    volume_ml: dict[str, float]          # segment name -> mL
+    summary: dict[str, Any]
+
+
+def _volumes_ml(labels_zyx: np.ndarray, labels: list[dict], spacing: Sequence[float]) -> dict[str, float]:
+    voxel_ml = float(spacing[0] * spacing[1] * spacing[2]) / 1000.0
+    counts = np.bincount(labels_zyx.ravel(), minlength=256)
+    return {str(label["name"]): float(counts[int(label["value"])]) * voxel_ml for label in labels}
+
+
+class AttentionUNetSegmentSceneLogic:
+    """Builds and updates the result nodes of one CT in a MRML scene.
+
+    `scene` defaults to `slicer.mrmlScene`, `segmentations_logic` to
+    `slicer.modules.segmentations.logic()` (both only exist inside Slicer; tests pass their own).
+    """
+
+    def __init__(self, scene=None, segmentations_logic=None):
+        self._scene = scene
+        self._segmentations_logic = segmentations_logic
+
+    @property
+    def scene(self):
+        return self._scene if self._scene is not None else slicer.mrmlScene
+
+    @property
+    def segmentations_logic(self):
+        if self._segmentations_logic is None:
+            self._segmentations_logic = slicer.modules.segmentations.logic()
+        return self._segmentations_logic
+
+    # -- jobs ------------------------------------------------------------------------------------
+    def create_job(self, volume_node, model_path=None, device="auto", overlap=0.5,
+                   point_world_ras: Optional[Sequence[float]] = None, **job_kwargs) -> SegmentationJob:
+        """A (not yet started) background job for `volume_node`; `point_world_ras` for click-to-segment."""
+        image = volume_node_to_image(volume_node)
+        point = world_to_volume_ras(volume_node, point_world_ras) if point_world_ras is not None else None
+        return SegmentationJob(image, model_path=model_path, device=device, overlap=overlap,
+                               point_ras=point, **job_kwargs)
+
+    # -- nodes of a CT --------------------------------------------------------------------------
+    def segmentation_node_for(self, volume_node):
+        return nodes.segmentation_node_for(volume_node)
+
+    def overlay_nodes_for(self, volume_node) -> dict[str, Any]:
+        return nodes.overlay_nodes_for(volume_node)
+
+    def gate_choices(self, volume_node) -> list[str]:
+        """Overlays available for the CT: MAX_GATE first, then the gates in order."""
+        names = self.overlay_nodes_for(volume_node)
+        return ([MAX_GATE] if MAX_GATE in names else []) + sorted(n for n in names if n != MAX_GATE)
+
+    def overlay_node_ids(self) -> list[str]:
+        """IDs of every attention overlay in the scene (the input selector hides them)."""
+        return [node.GetID() for node in collection_items(self.scene.GetNodesByClass("vtkMRMLScalarVolumeNode"))
+                if is_attention_overlay(node)]
+
+    def attention_color_node(self):
+        return display.attention_color_node(self.scene)
+
+    # -- applying a result ------------------------------------------------------------------------
+    def _check_output(self, volume_node, output: SegmentationOutput) -> None:
+        check_input_volume(volume_node)
+        if volume_node.GetScene() is not self.scene:
+            raise InputError(volume_node.GetName(), "was removed from the scene during the run; nothing was added")
+        if not image_matches_volume_grid(output.labelmap, volume_node):
+            raise InputError(volume_node.GetName(), "the segmentation result does not lie on this volume's "
+                                                    "grid (was the volume changed during the run?)")
+        for name, image in output.attention.items():
+            if image.GetDimension() != 3 or min(image.GetSize()) < 1:
+                raise InputError(volume_node.GetName(), f"attention map {name} is not a 3D image")
+
+    def apply_result(self, volume_node, output: SegmentationOutput, segmentation_node=None,
+                     show: bool = True, gate: str = MAX_GATE, opacity: float = DEFAULT_OPACITY) -> AppliedResult:
+        """Put `output` into the scene as one batch: segmentation + overlay nodes of `volume_node`.
+
+        Re-uses the nodes of a previous run (found through node references on the CT, or the given
+        `segmentation_node`), so re-runs never duplicate nodes. Raises InputError, before touching
+        the scene, if the labelmap does not lie on the CT's grid. Attention maps may lie on any grid.
+        """
+        self._check_output(volume_node, output)
+        scene = self.scene
+        labels = list(output.labels) or default_labels()
+        labels_zyx = sitk.GetArrayViewFromImage(output.labelmap)
+        volume_ml = _volumes_ml(labels_zyx, labels, volume_node.GetSpacing())
+        color_node = self.attention_color_node() if output.attention else None
+
+        scene.StartState(scene.BatchProcessState)
+        try:
+            segmentation_node = nodes.update_segmentation(scene, self.segmentations_logic, volume_node,
+                                                          labels_zyx, labels, segmentation_node)
+            overlay_nodes = nodes.update_overlays(
+                scene, volume_node, output.attention,
+                lambda node: display.configure_overlay_display(scene, node, color_node))
+        finally:
+            scene.EndState(scene.BatchProcessState)
+        # Outside the batch: Slicer's subject hierarchy plugins create items for new nodes on add.
+        nodes.place_in_subject_hierarchy(scene, volume_node, segmentation_node, overlay_nodes)
+        if show:
+            display.show_segmentation(segmentation_node)
+            if overlay_nodes:
+                shown = gate if gate in overlay_nodes or gate == NO_OVERLAY else MAX_GATE
+                self.show_overlay(volume_node, shown, opacity)
+        return AppliedResult(segmentation_node, overlay_nodes, volume_ml, dict(output.summary))
+
+    # -- overlays in the slice views ------------------------------------------------------------
+    def slice_composite_nodes(self) -> list:
+        return display.slice_composite_nodes(self.scene)
+
+    def show_overlay(self, volume_node, gate: str = MAX_GATE, opacity: float = DEFAULT_OPACITY):
+        return display.show_overlay(self.scene, volume_node, gate, opacity)
+
+    def set_overlay_opacity(self, volume_node, opacity: float) -> None:
+        display.set_overlay_opacity(self.scene, volume_node, opacity)
+
+    def shown_gate(self, volume_node) -> str:
+        return display.shown_gate(self.scene, volume_node)
+
+
+def result_text(applied: AppliedResult, seconds: float) -> str:
+    """The module's Result line: volumes, time, device; an empty segment said in words (easy to
+    miss in the views, and not to be read as "no pancreas")."""
+    summary = applied.summary
+    volumes = ", ".join(f"{name}: {ml:.1f} mL" for name, ml in applied.volume_ml.items())
+    text = (f"{volumes}. Shown after {seconds:.1f} s on {summary.get('device', '?')} "
+            f"({summary.get('precision', '?')}).")
+    empty = [name for name, ml in applied.volume_ml.items() if ml <= 0.0]
+    if empty:
+        text += (f" Nothing was found for {', '.join(empty)}: the segment is empty (the model may not suit "
+                 "this scan). The attention maps still show where the network looked.")
+    return text

@@ -1,0 +1,180 @@
+"""What the module's self-test needs besides the scene, without torch in Slicer's process.
+
+Stock Slicer ships no PyTorch, and the self-test runs inside Slicer (Reload and Test, ctest):
+it asks the job's Python whether torch is there (a child process), skips with a clear message if
+not, and otherwise builds its tiny model in that child Python too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import tempfile
+import time
+
+import numpy as np
+import SimpleITK as sitk
+import slicer
+import vtk
+
+from . import processes
+from .job import CANCELLED, FAILED, RUNNING, SUCCEEDED
+from .pytorch_install import torch_found_in
+from .roles import MAX_GATE
+from .volumes import image_to_volume_node
+
+logger = logging.getLogger(__name__)
+
+SKIP_MESSAGE = ("AttentionUNetSegment self-test skipped: PyTorch is not installed in Slicer's Python "
+                "(install the PyTorch extension, or press Segment once and accept the installation)")
+
+_WRITE_TINY_MODEL = """
+import sys
+from AttentionUNetSegmentLib.files.modelfile import save_model, tiny_test_model
+model, spec = tiny_test_model(seed=0)
+save_model(sys.argv[1], model, spec)
+"""
+
+
+def synthetic_ct() -> sitk.Image:
+    """A small CT-like volume in HU (44 x 44 x 16 voxels of 4 mm): a soft-tissue ball in air with
+    a strip of bone. Small on purpose: the self-test stays fast on a CPU."""
+    z, y, x = np.mgrid[0:16, 0:44, 0:44]
+    array = np.where((x - 22) ** 2 + (y - 22) ** 2 + (z - 8) ** 2 < 7 ** 2, 40, -1000).astype(np.int16)
+    array[:, :, :2] = 700
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((4.0, 4.0, 4.0))
+    return image
+
+
+def torch_available_for_jobs(python_executable: str | None = None) -> bool:
+    return torch_found_in(python_executable)
+
+
+def write_tiny_model(path: str, python_executable: str | None = None, timeout_s: float = 300.0) -> str:
+    """Write the tiny test model to `path` from a child Python (which imports torch, not us)."""
+    python = python_executable or processes.python_executable()
+    result = subprocess.run([python, "-c", _WRITE_TINY_MODEL, path], stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, encoding="utf-8", errors="replace",
+                            timeout=timeout_s, env=processes.child_environment(None, processes.lib_parent_dir()),
+                            **processes.hidden_window_options())
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        raise RuntimeError(f"{path}: the tiny test model could not be written: "
+                           f"{lines[-1] if lines else f'exit code {result.returncode}'}")
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# The module's self-test scenarios. `case` is the unittest.TestCase (its assert methods are used),
+# `logic` the module's logic on the scene, `wait` a function that lets Slicer process events while
+# a job runs and returns its final status (`wait_for`).
+# ----------------------------------------------------------------------------------------------
+
+def add_synthetic_ct(scene):
+    volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Phantom CT")
+    image_to_volume_node(synthetic_ct(), volume)
+    volume.CreateDefaultDisplayNodes()
+    return volume
+
+
+def _node_ids(scene) -> list[str]:
+    return [scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())]
+
+
+def segment_end_to_end(case, logic, wait, model_path: str) -> None:
+    """Phantom -> background job -> segment with terminology and colour, overlays, re-use on re-run."""
+    volume = add_synthetic_ct(logic.scene)
+    job = logic.create_job(volume, model_path=model_path, device="cpu", overlap=0.0).start()
+    status = wait(job)
+    case.assertEqual(status.state, SUCCEEDED, status.error)
+    applied = logic.apply_result(volume, job.result())
+    job.cleanup()
+    case.assertFalse(job.work_dir.exists())
+    segment = applied.segmentation_node.GetSegmentation().GetSegment("Pancreas")
+    case.assertIsNotNone(segment)
+    terminology = vtk.reference("")
+    segment.GetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), terminology)
+    case.assertIn("15776009", str(terminology))
+    np.testing.assert_allclose(segment.GetColor(), (249 / 255, 180 / 255, 111 / 255), atol=1e-6)
+    case.assertEqual(sorted(applied.overlay_nodes), sorted(list(job.result().attention) + [MAX_GATE]))
+    for node in applied.overlay_nodes.values():
+        values = slicer.util.arrayFromVolume(node)
+        case.assertTrue(0.0 <= float(values.min()) and float(values.max()) <= 1.0)
+    shown = logic.show_overlay(volume, "gate3", 0.4)        # instant, no re-run
+    for composite in logic.slice_composite_nodes():
+        case.assertEqual(composite.GetForegroundVolumeID(), shown.GetID())
+        case.assertAlmostEqual(composite.GetForegroundOpacity(), 0.4)
+    count = logic.scene.GetNumberOfNodes()
+    again = logic.apply_result(volume, job.result())      # a re-run re-uses every node
+    case.assertIs(again.segmentation_node, applied.segmentation_node)
+    case.assertEqual(logic.scene.GetNumberOfNodes(), count)
+
+
+def cancel_leaves_scene_unchanged(case, logic, wait_for_progress, model_path: str) -> None:
+    """Cancel while the network runs: within 2 s, process gone, no files, no nodes added."""
+    volume = add_synthetic_ct(logic.scene)
+    before = _node_ids(logic.scene)
+    job = logic.create_job(volume, model_path=model_path, device="cpu", overlap=0.75).start()
+    wait_for_progress(job)
+    case.assertEqual(job.poll().state, RUNNING)
+    start = time.perf_counter()
+    job.cancel()
+    case.assertLess(time.perf_counter() - start, 2.0)
+    case.assertEqual(job.poll().state, CANCELLED)
+    case.assertIsNotNone(job.process.poll(), "the segmentation process still runs")
+    case.assertFalse(job.work_dir.exists())
+    case.assertRaises(RuntimeError, job.result)
+    case.assertEqual(_node_ids(logic.scene), before)
+
+
+def broken_model_gives_one_line(case, logic, wait, broken_path: str) -> None:
+    with open(broken_path, "wb") as file:
+        file.write(b"not a model" * 100)
+    volume = add_synthetic_ct(logic.scene)
+    count = logic.scene.GetNumberOfNodes()
+    job = logic.create_job(volume, model_path=broken_path, device="cpu").start()
+    status = wait(job)
+    job.cleanup()
+    case.assertEqual(status.state, FAILED)
+    case.assertIn("broken.pt", status.error)
+    case.assertNotIn("\n", status.error)
+    case.assertNotIn("Traceback", status.error)
+    case.assertFalse(job.work_dir.exists())
+    case.assertEqual(logic.scene.GetNumberOfNodes(), count)
+
+
+def wait_for(job, timeout_s: float = 600.0, until_progress: bool = False):
+    """Let Slicer process events (the GUI stays responsive) until the job ends, or first reports
+    progress with `until_progress`; AssertionError after `timeout_s`."""
+    start = time.perf_counter()
+    while job.poll().state == RUNNING and not (until_progress and job.poll().fraction > 0.0):
+        app = getattr(slicer, "app", None)
+        if app is not None:
+            app.processEvents()
+        time.sleep(0.05)
+        if time.perf_counter() - start > timeout_s:
+            raise AssertionError(f"segmentation did not {'start' if until_progress else 'finish'} in {timeout_s:g} s")
+    return job.poll()
+
+
+def run_self_test(case, logic, clear_scene) -> None:
+    """The module's self-test: skipped with SKIP_MESSAGE without torch for the jobs, else the three
+    scenarios with a tiny model written by the job's Python. `clear_scene()` runs before each."""
+    clear_scene()
+    if not torch_available_for_jobs():
+        logger.warning(SKIP_MESSAGE)
+        case.delayDisplay(SKIP_MESSAGE)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        model_path = write_tiny_model(os.path.join(folder, "tiny.pt"))
+        case.delayDisplay("Segmenting a synthetic CT with a tiny model in a background process")
+        segment_end_to_end(case, logic, wait_for, model_path)
+        clear_scene()
+        case.delayDisplay("Cancelling a running segmentation")
+        cancel_leaves_scene_unchanged(case, logic, lambda job: wait_for(job, 120.0, until_progress=True), model_path)
+        clear_scene()
+        case.delayDisplay("A broken model file gives a one-line message")
+        broken_model_gives_one_line(case, logic, wait_for, os.path.join(folder, "broken.pt"))
+    case.delayDisplay("Test passed")
