@@ -50,7 +50,7 @@ from .randomisation import randomise_domain
 from .reporting import ProgressCallback, Reporter
 from .sampling import PatchDataset, PatchSampler
 from .schedule import extend_lr_phases, lr_at, lr_phases_from_log, seed_of
-from .setup import TrainingData, TrainingState, build_training_state, gather_data, save_epoch
+from .preparation import TrainingData, TrainingState, build_training_state, gather_data, save_epoch
 
 
 @dataclass
