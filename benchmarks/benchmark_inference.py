@@ -114,7 +114,8 @@ def run_one(method: str, args) -> dict:
     validated = not args.random and model_allows_cpu_bf16(spec.training)
     precision = "fp32" if method == "ours_fp32" else resolve_precision(args.precision, device, validated)
     options = InferenceOptions(patch_size_zyx=args.patch, overlap=args.overlap, batch_size=args.batch,
-                               device=str(device), precision=precision, return_attention=arch != "unet3d")
+                               device=str(device), precision=precision, return_attention=arch != "unet3d",
+                               memory_format=args.memory_format)
     # Warm-up on one patch-sized volume: kernels, allocator and thread pools, not timed.
     sliding_window_predict(model, volume[: args.patch[0], : args.patch[1], : args.patch[2]], options)
     if device.type == "cuda":
@@ -214,6 +215,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's default)")
     parser.add_argument("--methods", default="ours,monai,unet,ours_fp32")
+    parser.add_argument("--memory-format", default="auto", choices=("auto", "channels_last", "contiguous"),
+                        help="layout of our windows and weights (MONAI's run keeps the default layout)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--run", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -240,7 +243,7 @@ def main() -> int:
             print(f"{method:6s} {r['seconds']:8.2f} s  {r['windows']:4d} windows  {r['windows_per_s']:6.2f} win/s  "
                   f"{r['achieved_gflop_s']:7.1f} GFLOP/s  peak {r['peak_memory_mb']:8.0f} MB  "
                   f"({r['device']}, {r['precision']}, {r['threads']} threads)", flush=True)
-        summary = {"size_zyx": args.size, "patch_zyx": results[next(iter(results))].get("patch_zyx"), "overlap": args.overlap, "batch": args.batch,
+        summary = {"size_zyx": args.size, "patch_zyx": results[next(iter(results))].get("patch_zyx"), "overlap": args.overlap, "batch": args.batch, "memory_format": args.memory_format,
                    "widths": args.widths, "results": results}
         if "ours" in results and "monai" in results:
             ours_fg = np.load(os.path.join(workdir, "ours_fg.npy"))

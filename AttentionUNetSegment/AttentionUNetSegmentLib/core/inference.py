@@ -12,8 +12,10 @@ geometry.coarse_grid) and no map is ever resampled during stitching.
 Device policy: "auto" is CUDA, else MPS, else CPU. Precision "auto" is bf16 autocast on CUDA
 when the GPU supports it (fp16 otherwise) and fp32 elsewhere. Stitching buffers stay on the GPU
 when they fit comfortably, otherwise on the CPU. On out-of-memory the window batch is halved and
-the batch retried; at batch 1 the run continues on the CPU. The model is moved to the chosen
-device in place (and left there), and put in eval mode for the call only.
+the batch retried; at batch 1 the run continues on the CPU. The network runs in eval mode with
+its BatchNorm layers folded into the convolutions before them (fusion.py; a copy, the caller's
+model keeps its weights, device and mode); a network without BatchNorm is moved to the device in
+place and put in eval mode for the call only.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import torch
 import torch.nn as nn
 
 from .devices import resolve_device, resolve_precision
+from .fusion import folded_for_inference
 from .errors import CancelledError, InputError
 
 ProgressCallback = Callable[[float, str], None]
@@ -52,6 +55,7 @@ class InferenceOptions:
     precision: str = "auto"  # auto|fp32|bf16|fp16
     return_attention: bool = True
     cpu_bf16_validated: bool = False  # the model file says bf16 agrees with fp32 (precision.py)
+    memory_format: str = "auto"  # auto|channels_last|contiguous: layout of windows and weights
 
 
 @dataclass
@@ -67,10 +71,18 @@ class InferenceResult:
 # --------------------------------------------------------------------------- device and precision
 
 
-def _memory_format(device: torch.device) -> torch.memory_format:
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
+
+
+def _memory_format(device: torch.device, requested: str = "auto") -> torch.memory_format:
     # Channels-last-3d lets oneDNN pick its fast 3D convolutions on the CPU: measured ~1.7x
     # faster than contiguous (0.52 s vs 0.95 s per batch of two 64^3 windows, same numbers to
-    # 1e-5). GPUs were not measured, so they keep the default layout.
+    # 1e-5). On GPUs "auto" keeps the default layout until benchmarks/gpu_check.sh has measured
+    # both there; "channels_last" / "contiguous" force one (benchmark_inference --memory-format).
+    if requested == "channels_last":
+        return torch.channels_last_3d
+    if requested == "contiguous":
+        return torch.contiguous_format
     return torch.channels_last_3d if device.type == "cpu" else torch.contiguous_format
 
 
@@ -255,12 +267,70 @@ def _check_inputs(model: nn.Module, volume_zyx, options: InferenceOptions):
         raise InputError(None, f"overlap must be in [0, 1), got {options.overlap}")
     if int(options.batch_size) < 1:
         raise InputError(None, f"batch size must be >= 1, got {options.batch_size}")
+    if options.memory_format not in MEMORY_FORMATS:
+        raise InputError(None, f"memory format must be one of {', '.join(MEMORY_FORMATS)}, got {options.memory_format!r}")
     names = tuple(getattr(model, "gate_names", ())) if options.return_attention else ()
     scales = {name: int(model.gate_scales[name]) for name in names}
     for name, s in scales.items():
         if divisor % s:
             raise ValueError(f"gate {name}: scale {s} does not divide the model divisor {divisor}")
     return volume, divisor, patch, scales
+
+
+class _WindowSource:
+    """The padded volume windows are cut from: on a CUDA device when it fits (cut there, no
+    host-to-device copy per batch), otherwise in host memory (pinned for CUDA transfers)."""
+
+    def __init__(self, padded: torch.Tensor, patch_zyx: tuple[int, int, int], device: torch.device):
+        self.host = padded
+        self.patch = patch_zyx
+        self.on_device: Optional[torch.Tensor] = None
+        if device.type == "cuda":
+            free, _total = torch.cuda.mem_get_info(device)
+            if padded.numel() * 4 < _GPU_BUFFER_SHARE * free:
+                try:
+                    self.on_device = padded.to(device)
+                except Exception as error:  # noqa: BLE001
+                    if not _is_out_of_memory(error):
+                        raise
+                    _empty_cache(device)
+            if self.on_device is None:
+                self.host = padded.pin_memory()
+
+    def windows(self, starts, device: torch.device, layout: torch.memory_format) -> torch.Tensor:
+        """(b, 1, pz, py, px) windows at `starts`, on `device`, in `layout`."""
+        pz, py, px = self.patch
+        source = self.on_device if self.on_device is not None and self.on_device.device == device else self.host
+        batch = torch.stack([source[z:z + pz, y:y + py, x:x + px] for z, y, x in starts])[:, None]
+        return batch.to(device, memory_format=layout, non_blocking=True)
+
+    def drop_device_copy(self) -> None:
+        self.on_device = None
+
+
+def _forward(model: nn.Module, windows: torch.Tensor, scales: dict[str, int], device: torch.device,
+             precision: str, weights: _WindowWeights):
+    """Gaussian-weighted logits (b, K, pz, py, px) and maps name -> (b, pz/s, py/s, px/s), float32."""
+    with _autocast(device, precision):
+        if scales:
+            logits, maps = model(windows, return_attention=True)
+        else:
+            logits, maps = model(windows), {}
+    # Weight on the compute device, then one transfer per batch to the buffers.
+    gauss, map_gauss = weights.on(device)
+    logits = logits.float() * gauss
+    maps = {name: maps[name][:, 0].float() * map_gauss[name] for name in scales}
+    return logits, maps
+
+
+def _padded_volume(volume: np.ndarray, padded_shape: tuple[int, int, int]) -> torch.Tensor:
+    # Pad the far end with the volume's minimum: after HU windowing that is air, so the network
+    # sees the scan's edge as air, not as mirrored or invented tissue. Padding only the far end
+    # keeps voxel 0 at offset 0 on every grid, so cropping is a plain slice.
+    shape = volume.shape
+    padded = np.full(padded_shape, volume.min(), dtype=np.float32)
+    padded[: shape[0], : shape[1], : shape[2]] = volume
+    return torch.from_numpy(padded)
 
 
 def sliding_window_predict(
@@ -280,22 +350,18 @@ def sliding_window_predict(
     device = resolve_device(options.device)
     precision = resolve_precision(options.precision, device, options.cpu_bf16_validated)
     notify = progress or (lambda fraction, message: None)
+    padded_shape, starts = plan_windows(volume.shape, patch, float(options.overlap), divisor)
+    layout_name = options.memory_format
 
-    shape = volume.shape
-    padded_shape, starts = plan_windows(shape, patch, float(options.overlap), divisor)
-    # Pad the far end with the volume's minimum: after HU windowing that is air, so the network
-    # sees the scan's edge as air, not as mirrored or invented tissue. Padding only the far end
-    # keeps voxel 0 at offset 0 on every grid, so cropping is a plain slice.
-    padded = np.full(padded_shape, volume.min(), dtype=np.float32)
-    padded[: shape[0], : shape[1], : shape[2]] = volume
-    padded_t = torch.from_numpy(padded)
-    pz, py, px = patch
-
-    was_training = model.training
+    was_training, cudnn_benchmark = model.training, torch.backends.cudnn.benchmark
     model.eval()
-    fallback_note = ""
+    runner = folded_for_inference(model)  # BatchNorm folded into the convolutions (a copy)
     try:
-        model, device, precision, fallback_note = _move_model(model, device, precision, notify)
+        runner, device, precision, fallback_note = _move_model(runner, device, precision, notify, layout_name)
+        if device.type == "cuda":
+            # One window shape for the whole run: let cuDNN pick its fastest 3D algorithms once.
+            torch.backends.cudnn.benchmark = True
+        source = _WindowSource(_padded_volume(volume, padded_shape), patch, device)
         weights = _WindowWeights(patch, scales)
         stitcher: Optional[_Stitcher] = None
         batch_size = int(options.batch_size)
@@ -306,19 +372,8 @@ def sliding_window_predict(
                     raise CancelledError("inference cancelled")
                 chunk = starts[done:done + batch_size]
                 try:
-                    windows = torch.stack([padded_t[z:z + pz, y:y + py, x:x + px] for z, y, x in chunk])
-                    windows = windows[:, None].to(device, memory_format=_memory_format(device))
-                    # windows: (b, 1, pz, py, px)
-                    with _autocast(device, precision):
-                        if scales:
-                            logits, maps = model(windows, return_attention=True)
-                        else:
-                            logits, maps = model(windows), {}
-                    # Weight on the compute device, then one transfer per batch to the buffers.
-                    gauss, map_gauss = weights.on(device)
-                    logits = logits.float() * gauss  # (b, K, pz, py, px)
-                    maps = {name: maps[name][:, 0].float() * map_gauss[name] for name in scales}
-                    # maps: name -> (b, pz/s, py/s, px/s)
+                    windows = source.windows(chunk, device, _memory_format(device, layout_name))
+                    logits, maps = _forward(runner, windows, scales, device, precision, weights)
                 except Exception as error:  # noqa: BLE001 - only out-of-memory is handled
                     if not _is_out_of_memory(error):
                         raise
@@ -329,6 +384,7 @@ def sliding_window_predict(
                         notify(done / len(starts), f"Out of memory on {device}: batch reduced to {batch_size}")
                         continue
                     if device.type == "cpu":
+                        pz, py, px = patch
                         raise InputError(
                             None, f"not enough memory for a single {pz}x{py}x{px} window on the CPU; "
                             "use a smaller region or patch"
@@ -336,7 +392,8 @@ def sliding_window_predict(
                     notify(done / len(starts), f"Out of memory on {device} at batch 1: continuing on the CPU")
                     fallback_note = f" (out-of-memory fallback from {device})"
                     device, precision = torch.device("cpu"), "fp32"
-                    model.to(device, memory_format=_memory_format(device))
+                    runner.to(device, memory_format=_memory_format(device, layout_name))
+                    source.drop_device_copy()
                     if stitcher is not None:
                         stitcher.to(device, weights)
                     batch_size = int(options.batch_size)
@@ -346,9 +403,10 @@ def sliding_window_predict(
                 stitcher.add(chunk, logits, maps)
                 done += len(chunk)
                 notify(done / len(starts), f"Window {done}/{len(starts)}")
-            logits_np, attention = stitcher.finish(shape)
+            logits_np, attention = stitcher.finish(volume.shape)
     finally:
         model.train(was_training)
+        torch.backends.cudnn.benchmark = cudnn_benchmark
         # Leave the parameters in the default layout for whoever uses the model next.
         model.to(memory_format=torch.contiguous_format)
 
@@ -362,17 +420,18 @@ def sliding_window_predict(
     )
 
 
-def _move_model(model: nn.Module, device: torch.device, precision: str, notify: ProgressCallback):
+def _move_model(model: nn.Module, device: torch.device, precision: str, notify: ProgressCallback,
+                layout: str = "auto"):
     """Put the model on `device`; if even that runs out of memory, use the CPU."""
     try:
-        model.to(device, memory_format=_memory_format(device))
+        model.to(device, memory_format=_memory_format(device, layout))
         return model, device, precision, ""
     except Exception as error:  # noqa: BLE001
         if device.type == "cpu" or not _is_out_of_memory(error):
             raise
     _empty_cache(device)
     notify(0.0, f"Out of memory moving the model to {device}: running on the CPU")
-    model.to("cpu", memory_format=_memory_format(torch.device("cpu")))
+    model.to("cpu", memory_format=_memory_format(torch.device("cpu"), layout))
     return model, torch.device("cpu"), "fp32", f" (out-of-memory fallback from {device})"
 
 

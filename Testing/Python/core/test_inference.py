@@ -316,3 +316,22 @@ def test_cuda_out_of_memory_fallback_with_a_capped_memory_fraction():
     fg_uncapped, fg_capped = uncapped.logits.argmax(0) == 1, capped.logits.argmax(0) == 1
     assert fg_uncapped.sum() > 100
     assert _dice(fg_uncapped, fg_capped) >= 0.999
+
+
+def test_batchnorm_folding_keeps_outputs_and_leaves_the_model_alone():
+    from AttentionUNetSegmentLib.core.fusion import folded_for_inference
+
+    model = tiny_model(seed=3).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    folded = folded_for_inference(model)
+    assert folded is not model and not folded.training and model.training
+    assert not any(isinstance(m, nn.BatchNorm3d) for m in folded.modules())
+    x = torch.from_numpy(np.random.default_rng(6).normal(size=(2, 1, 32, 32, 32)).astype(np.float32))
+    with torch.no_grad():
+        expected_logits, expected_maps = model.eval()(x, return_attention=True)
+        logits, maps = folded(x, return_attention=True)
+    torch.testing.assert_close(logits, expected_logits, rtol=1e-4, atol=1e-4)
+    for name in model.gate_names:
+        torch.testing.assert_close(maps[name], expected_maps[name], rtol=1e-4, atol=1e-5)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert folded_for_inference(PointwiseModel()).__class__ is PointwiseModel  # nothing to fold: no copy
