@@ -98,14 +98,16 @@ real_phases() {  # cpu | gpu
           run_aus segment "$image" -o "$pred/$(basename "$image" _0000.nii.gz).nii.gz" \
             --model "$out/$arch/all" --progress none
         done
-        run_aus evaluate "$pred" "$work/phantom_test4/labelsTr" --csv "$work/eval_phantom_test4_all_$arch.csv"
+        run_aus evaluate "$pred" "$work/phantom_test4/labelsTr" --model "$out/$arch/all" \
+          --csv "$work/eval_phantom_test4_all_$arch.csv"
         continue
       fi
       local held=${model#loo_} pred="$work/pred_real/$arch"
       mkdir -p "$pred"
       run_aus segment "${ct[$held]}" -o "$pred/$held.nii.gz" --model "$out/$arch/$model" --progress none
+      # --model prints whether the model trained on this ground truth (it must say "unseen").
       run_aus evaluate "$pred/$held.nii.gz" "${gt[$held]}" --gt-label "${pancreas[$held]}" \
-        --csv "$work/eval_real_${held}_$arch.csv"
+        --model "$out/$arch/$model" --csv "$work/eval_real_${held}_$arch.csv"
     done
   done
 }

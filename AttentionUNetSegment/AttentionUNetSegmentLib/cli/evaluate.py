@@ -42,11 +42,18 @@ def register_cli(subparsers) -> None:
                    help="ground-truth label value(s) (default: same as --label; 7 for TotalSegmentator's "
                    "pancreas, 1,2 for Decathlon Task07 pancreas + tumour)")
     p.add_argument("--csv", metavar="FILE", help="write per-case metrics to this CSV file")
+    p.add_argument("--model", metavar="MODEL", help="the model (file or folder) that made the "
+                   "predictions: say which evaluated cases it trained on (leave-one-out proof; "
+                   "needs a model file from this version's train)")
     p.set_defaults(func=run_cli)
 
 
 def run_cli(args: argparse.Namespace) -> int:
     """Print a per-case table as cases finish, then the summary; InputError propagates."""
+    from ..files.modelfile import read_model_spec
+
+    # Read first: a bad --model is one line before any output, not after the table.
+    model_spec = read_model_spec(args.model) if args.model else None
     printed = []
 
     def show(row: dict) -> None:
@@ -66,6 +73,18 @@ def run_cli(args: argparse.Namespace) -> int:
             print(f"warning: {len(files)} {role}, not evaluated: {shown}", file=sys.stderr)
     for note in summary["notes"]:
         print(f"warning: {note}", file=sys.stderr)
+    if model_spec is not None:
+        _print_provenance(args, model_spec)
     if args.csv:
         print(f"wrote {args.csv}")
     return 0
+
+
+def _print_provenance(args: argparse.Namespace, spec) -> None:
+    """Which evaluated cases the model saw in training (evaluation.provenance)."""
+    from ..evaluation.evaluate import match_cases
+    from ..evaluation.provenance import provenance_lines
+
+    pairs = [(pair.case, pair.gt) for pair in match_cases(args.pred, args.gt).pairs]
+    for line in provenance_lines(pairs, spec.training, Path(args.model).name):
+        print(line)

@@ -41,10 +41,13 @@ class TrainingRecord:
     initialised_from: dict | None = None  # --init-from: the starting model's file and summary
 
     def trained_on(self) -> list[dict]:
-        """Per source: name, folder, label map, share of patches and the case ids."""
+        """Per source: name, folder, label map, share of patches, the case ids and their files
+        (links resolved), so `evaluate --model` can tell whether a ground truth was trained on."""
         return [{"dataset": source.name, "path": source.path, "labels": source.labels,
                  "synthetic": synthetic, "patch_share": round(share, 6),
-                 "case_ids": [case.id for case in cases]}
+                 "case_ids": [case.id for case in cases],
+                 "image_files": [str(Path(case.image_path).resolve()) for case in cases],
+                 "label_files": [str(Path(case.label_path).resolve()) for case in cases]}
                 for source, cases, share, synthetic in zip(self.sources, self.train_cases,
                                                            self.probabilities, self.synthetic)]
 

@@ -52,10 +52,12 @@ def test_leave_one_out_models_never_train_on_their_test_case(tmp_path):
             (_option_values(command, "--lr")[0], _option_values(command, "--epochs")[0]))
     assert all(phases == [("1e-4", "20"), ("2e-5", "30")] for phases in per_model.values())
     # Each real case is scored by the model that did not see it; "all" on held-out phantoms.
+    evaluations = [c for c in commands if c[0] == "evaluate"]
     for case in REAL:
         segment = next(c for c in commands if c[0] == "segment" and f"{case}.nii.gz" in c[3])
         assert Path(_option_values(segment, "--model")[0]).name == f"loo_{case}"
-    evaluations = [c for c in commands if c[0] == "evaluate"]
+        evaluation = next(c for c in evaluations if c[1] == segment[3])
+        assert Path(_option_values(evaluation, "--model")[0]).name == f"loo_{case}"   # "unseen"
     assert any("phantom_test4" in c[2] for c in evaluations)
     assert {_option_values(c, "--gt-label")[0] for c in evaluations if "--gt-label" in c} == {"1", "7"}
 

@@ -381,6 +381,11 @@ def test_mixed_datasets_fine_tuning_and_randomisation_are_recorded(dataset, two_
         ("SpherePhantoms", "merge", ["pancreas_001", "pancreas_002"]),
         ("real", "7:1", ["s0001", "s0002"])]
     assert [s["patch_share"] for s in summary["trained_on"]] == pytest.approx([0.5, 0.5])
+    assert summary["trained_on"][1]["label_files"] == [
+        str((real / f"{c}_label.nii.gz").resolve()) for c in ("s0001", "s0002")]
+    from AttentionUNetSegmentLib.evaluation.provenance import seen_in_training
+    assert seen_in_training(real / "s0001_label.nii.gz", summary) is True
+    assert seen_in_training(dataset / "labelsTr" / "pancreas_003.nii.gz", summary) is False
     assert summary["val_case_ids"] == ["pancreas_003"] and summary["train_cases"] == 4
     assert summary["synthetic"] is False and "Partly synthetic" in spec.description
     assert summary["initialised_from"]["file"] == "model.pt"
