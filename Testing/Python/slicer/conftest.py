@@ -17,7 +17,10 @@ def _import_slicer_without_the_test_folder() -> None:
     on sys.path and imports all modules there, copying their names into `slicer`. pytest puts
     Testing/Python on sys.path, so this very folder would be taken for part of Slicer, and every
     test file here imported (and re-run) as `slicer.test_...`. Importing it once without that
-    entry keeps the package path to the real Slicer modules.
+    entry keeps the package path to the real Slicer modules. (A run that imports `slicer` before
+    this file is loaded, e.g. `pytest Testing/Python/files`, still imports this folder's modules
+    as `slicer.<name>`: the test files therefore put their own folder on sys.path before importing
+    the helpers beside them. The lasting fix is this pre-import in Testing/Python/conftest.py.)
     """
     tests_root = Path(__file__).resolve().parents[1]
     saved = list(sys.path)

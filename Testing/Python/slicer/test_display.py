@@ -4,6 +4,9 @@ an overlay on a coarse grid of its own landing in the right physical place."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -20,6 +23,8 @@ from AttentionUNetSegmentLib.slicer.roles import (  # noqa: E402
     NO_OVERLAY,
     OVERLAY_LOWER_THRESHOLD,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # also imported as slicer.<name>: see conftest.py
 from mrml_helpers import (  # noqa: E402
     DIRECTIONS,
     INFERNO_MIDDLE,

@@ -8,12 +8,15 @@ import subprocess
 import sys
 import types
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 
 pytest.importorskip("slicer")
 
 from AttentionUNetSegmentLib.slicer import processes, pytorch_install  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # also imported as slicer.<name>: see conftest.py
 from torch_blocker import write_torch_blocker  # noqa: E402
 
 
