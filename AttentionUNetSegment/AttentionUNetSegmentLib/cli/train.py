@@ -88,6 +88,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init-from", metavar="MODEL.pt", help="start from this model file's "
                    "weights (fine-tuning; its network, widths, spacing and patch are taken over "
                    "unless given)")
+    p.add_argument("--weights-bf16", action="store_true", default=None,
+                   help="store model.pt and last.pt weights in bfloat16 (half the file size; "
+                   "loaded back into float32; the resume checkpoint keeps float32)")
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted run in MODEL_DIR (its settings; --epochs may "
                    "extend it)")
@@ -99,7 +102,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 _ARG_FIELDS = ("arch", "epochs", "iterations_per_epoch", "batch_size", "optimizer", "lr",
                "weight_decay", "labels", "val_fraction", "val_cases", "val_every", "seed",
-               "widths", "device", "num_workers", "amp", "sync_batchnorm", "cache")
+               "widths", "device", "num_workers", "amp", "sync_batchnorm", "cache", "weights_bf16")
 
 
 def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:

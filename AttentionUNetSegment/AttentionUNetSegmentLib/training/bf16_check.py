@@ -62,7 +62,8 @@ def record_cpu_bf16_agreement(model_path: Path, cases, say: Callable[[str], None
     (`cases`: objects with .image and .label on the model grid) and store it in its file, so
     that `segment` may use bf16 on CPUs that have it (core.devices)."""
     from ..core.devices import CPU_BF16_KEY
-    from ..files.modelfile import load_model, save_model
+    from ..files.modelfile import load_model
+    from .checkpoints import save_model_file
 
     if not cpu_has_native_bf16():
         say("CPU bf16 agreement not measured (this CPU has no native bf16)")
@@ -82,5 +83,5 @@ def record_cpu_bf16_agreement(model_path: Path, cases, say: Callable[[str], None
     if agreement is None:
         return
     spec.training[CPU_BF16_KEY] = agreement
-    save_model(model_path, model, spec)
+    save_model_file(model_path, model, spec, spec.training.get("weights_dtype") == "bfloat16")
     say(f"CPU bf16 vs fp32 agreement on {len(windows)} validation window(s): Dice {agreement:.4f}")

@@ -26,6 +26,18 @@ CHECKPOINT_FORMAT = "AttentionUNetSegment-train-checkpoint"
 LOG_COLUMNS = ("epoch", "train_loss", "val_dice", "lr", "seconds", "patches_per_s")
 
 
+def save_model_file(path: Path, model: torch.nn.Module, spec, weights_bf16: bool) -> None:
+    """A model file (files.modelfile format). With `weights_bf16` its floating-point weights are
+    stored in bfloat16: half the size (the paper-width network: 12.5 MB instead of 25), and
+    `load_model` casts them back into the float32 network. Checkpoints keep float32."""
+    import copy
+
+    from ..files.modelfile import save_model
+    if weights_bf16:
+        model = copy.deepcopy(model).to(torch.bfloat16)    # integer buffers stay integers
+    save_model(path, model, spec)
+
+
 def atomic_torch_save(obj, path: Path) -> None:
     from ..files.writing import atomic_output
     with atomic_output(path) as tmp:

@@ -49,6 +49,7 @@ class TrainConfig:
     # More datasets mixed into training (mixing.py): {"path", "weight", "labels"} each.
     extra_datasets: tuple[dict, ...] = ()
     init_from: str | None = None            # a model file whose weights start the run
+    weights_bf16: bool = False              # model.pt/last.pt weights stored in bfloat16
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     randomisation: DomainRandomisationConfig = field(default_factory=DomainRandomisationConfig)
 

@@ -13,7 +13,14 @@ import torch
 import torch.nn as nn
 
 from ..core.errors import InputError
-from .checkpoints import CHECKPOINT_FILE, CHECKPOINT_FORMAT, LAST_FILE, MODEL_FILE, atomic_torch_save
+from .checkpoints import (
+    CHECKPOINT_FILE,
+    CHECKPOINT_FORMAT,
+    LAST_FILE,
+    MODEL_FILE,
+    atomic_torch_save,
+    save_model_file,
+)
 from .config import ARCH_CHOICES, TrainConfig
 from .data import (
     Case,
@@ -240,13 +247,11 @@ def save_epoch(config: TrainConfig, data: TrainingData, run: TrainingState, epoc
                improved: bool, out: Path, world_size: int) -> None:
     """Rank 0's files after an epoch. Order: model files, then the resume state, so a kill
     between writes at worst repeats this epoch on --resume."""
-    from ..files.modelfile import save_model
-
     spec = build_model_spec(config, data.record, run.network_args, data.labels, data.intensity,
                             epochs_done, run.lr_phases, run.best_dice, run.best_epoch, world_size)
     if improved or not data.val:     # without validation the newest model is "best"
-        save_model(out / MODEL_FILE, run.raw_model, spec)
-    save_model(out / LAST_FILE, run.raw_model, spec)
+        save_model_file(out / MODEL_FILE, run.raw_model, spec, config.weights_bf16)
+    save_model_file(out / LAST_FILE, run.raw_model, spec, config.weights_bf16)
     record = data.record
     atomic_torch_save({
         "format": CHECKPOINT_FORMAT, "version": 1, "epoch": epochs_done,

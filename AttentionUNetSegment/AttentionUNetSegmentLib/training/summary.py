@@ -92,6 +92,7 @@ def training_summary(config: TrainConfig, record: TrainingRecord, epochs_done: i
         "augmentation": asdict(config.augmentation),
         "domain_randomisation": asdict(config.randomisation),
         "seed": config.seed,
+        "weights_dtype": "bfloat16" if config.weights_bf16 else "float32",
         "best_val_dice": best_dice, "best_epoch": best_epoch,
         "val_dice_grid": f"model grid ({', '.join(f'{s:g}' for s in config.spacing_zyx)}"
                          " mm, z, y, x)",

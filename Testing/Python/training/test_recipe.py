@@ -69,7 +69,7 @@ def test_gpu_variant_uses_the_paper_network_and_patch(tmp_path):
     for command in trains:
         assert _option_values(command, "--patch") == ["160,160,96"]
         assert "--widths" not in command and "--init-from" not in command   # default 16..256
-        assert "--domain-randomisation" in command
+        assert "--domain-randomisation" in command and "--weights-bf16" in command   # < 16 MiB
         epochs = int(_option_values(command, "--epochs")[0])
         steps = epochs * int(_option_values(command, "--iterations-per-epoch")[0])
         # ~15 patches/s on an H200 at batch 2: at most ~9 minutes of steps.

@@ -407,3 +407,23 @@ def test_init_from_needs_the_same_network(dataset, two_epochs, tmp_path):
                      init_from=str(init_model / "model.pt"))
     with pytest.raises(InputError, match="same network"):
         train(config, dataset, tmp_path / "model", progress=False)
+
+
+def test_weights_bf16_halves_the_model_file_and_loads_as_float32(dataset, two_epochs, tmp_path):
+    fp32_out, _ = two_epochs
+    out = tmp_path / "model"
+    train(replace(TINY, weights_bf16=True), dataset, out, progress=False)
+    payload = torch.load(out / "last.pt", weights_only=True)
+    floats = [v for v in payload["state_dict"].values() if v.is_floating_point()]
+    assert floats and all(v.dtype == torch.bfloat16 for v in floats)
+    assert (out / "last.pt").stat().st_size < 0.6 * (fp32_out / "last.pt").stat().st_size
+    model, spec = load_model(out / "last.pt")
+    assert spec.training["weights_dtype"] == "bfloat16"
+    trained = read_checkpoint(out / CHECKPOINT_FILE)["model"]       # float32 for --resume
+    for key, value in model.state_dict().items():
+        expected = trained[key].to(torch.bfloat16).to(value.dtype) if value.is_floating_point() \
+            else trained[key]
+        assert value.dtype == trained[key].dtype and torch.equal(value, expected), key
+    # model.pt rewritten with the bf16 agreement (where the CPU has bf16) stays bf16.
+    best = torch.load(out / "model.pt", weights_only=True)["state_dict"]
+    assert all(v.dtype == torch.bfloat16 for v in best.values() if v.is_floating_point())
