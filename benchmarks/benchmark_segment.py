@@ -82,8 +82,9 @@ def _dice(a: Path, b: Path) -> float:
     import numpy as np
     import SimpleITK as sitk
 
-    x = sitk.GetArrayViewFromImage(sitk.ReadImage(str(a))) > 0
-    y = sitk.GetArrayViewFromImage(sitk.ReadImage(str(b))) > 0
+    # GetArrayFromImage (a copy): a view of a temporary image would outlive its memory.
+    x = sitk.GetArrayFromImage(sitk.ReadImage(str(a))) > 0
+    y = sitk.GetArrayFromImage(sitk.ReadImage(str(b))) > 0
     total = int(x.sum()) + int(y.sum())
     return 1.0 if total == 0 else 2.0 * int(np.logical_and(x, y).sum()) / total
 

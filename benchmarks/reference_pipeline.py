@@ -2,11 +2,13 @@
 """A plain reference pipeline for the same job as `segment` without attention maps.
 
 What a competent user would write with SimpleITK and MONAI, and nothing more:
-    SimpleITK read -> resample to the model spacing (linear, same direction) -> HU window and
+    SimpleITK read -> orient to LPS (sitk.DICOMOrient, the orientation the model was trained
+    in; without it a RAS-stored CT is seen mirrored and nothing is found) -> resample to the
+    model spacing (linear, same direction) -> HU window and
     standardise -> MONAI sliding_window_inference with OUR network from the model file
     (Gaussian blending, same patch, overlap and batch) -> argmax on the model grid -> resample
     the labels back onto the CT grid (nearest neighbour) -> write the labelmap (.nii.gz).
-No canonical orientation, no anti-aliasing, no clean-up, no attention maps, no checks.
+No anti-aliasing, no clean-up, no attention maps, no checks.
 
 The network runs at the precision `segment` would choose (bf16 autocast on a CPU with native
 bf16 when the model file validated it, bf16/fp16 on CUDA), so that the comparison is about the
@@ -73,7 +75,7 @@ def main() -> int:
     seconds["load_model"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    on_model_grid = resample_to_spacing(ct, tuple(reversed(spec.spacing_zyx)))
+    on_model_grid = resample_to_spacing(sitk.DICOMOrient(ct, "LPS"), tuple(reversed(spec.spacing_zyx)))
     low, high = spec.intensity.window_hu
     array = np.clip(sitk.GetArrayViewFromImage(on_model_grid), low, high)
     array = ((array - spec.intensity.mean) / spec.intensity.std).astype(np.float32)
