@@ -6,7 +6,7 @@ Slicer module's scene logic runs the `segment` command in a background process a
 segmentation and attention overlay nodes, and every panel is what Slicer's own slice logic
 (reslice and blend: CT background, attention foreground with its colour table, threshold and
 opacity, segment outline as label layer) produces for a Red (axial) slice view. The panels are
-arranged with titles and a colour bar by the numpy-only `figures` helpers.
+arranged with titles and a colour bar by `reports.figures.image_panels_png` (matplotlib).
 
     python Resources/Screenshots/render_attention_overlay.py                 # phantom, bundled model
     python Resources/Screenshots/render_attention_overlay.py --ct CT.nii.gz --model model.pt
@@ -133,21 +133,12 @@ def main() -> int:
             logic.show_overlay(ct, gate, 0.6)
             panels.append(slice_view_rgba(slice_logic))
             titles.append(title)
-    figure = figures.montage([p[..., :3] for p in panels], titles, columns=len(panels))
-    # Colour bar with the threshold marked: below it the overlay is transparent.
-    bar_width = min(figure.shape[1] - 40, 420)
-    bar = figures.colorbar(bar_width, 14)
-    cut = int(round(OVERLAY_LOWER_THRESHOLD * (bar_width - 1)))
-    bar[:, :cut] = 60
-    footer = figures.canvas(56, figure.shape[1])
-    left = (figure.shape[1] - bar_width) // 2
-    footer[8:22, left:left + bar_width] = bar
-    figures.draw_text(footer, left - 12, 26, "0", scale=2)
-    figures.draw_text(footer, left + bar_width - 6, 26, "1", scale=2)
     volume = ", ".join(f"{name} {ml:.0f} mL" for name, ml in applied.volume_ml.items())
-    caption = f"attention coefficient (transparent below {OVERLAY_LOWER_THRESHOLD:g}) - {source}, {volume}"
-    figures.draw_text(footer, 6, 40, caption[: max(10, figure.shape[1] // 12)], scale=1)
-    figures.write_png(args.out, np.concatenate([figure, footer], axis=0))
+    caption = f"{source}, {volume}"
+    # Colour bar greyed below the display threshold: there the overlay is transparent.
+    figures.image_panels_png(args.out, panels, titles, caption=caption,
+                             colorbar_label=f"attention coefficient (transparent below {OVERLAY_LOWER_THRESHOLD:g})",
+                             transparent_below=OVERLAY_LOWER_THRESHOLD)
     print(f"wrote {args.out} ({', '.join(titles)}); {volume}")
     return 0
 
