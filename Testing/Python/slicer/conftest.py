@@ -4,36 +4,9 @@ and one finished background job shared by the tests that read its result."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytest
 import SimpleITK as sitk
-
-
-def _import_slicer_without_the_test_folder() -> None:
-    """Import the `slicer` meta-package before Testing/Python is on sys.path for it.
-
-    slicer-core's `slicer/__init__.py` extends its package path with every folder named `slicer`
-    on sys.path and imports all modules there, copying their names into `slicer`. pytest puts
-    Testing/Python on sys.path, so this very folder would be taken for part of Slicer, and every
-    test file here imported (and re-run) as `slicer.test_...`. Importing it once without that
-    entry keeps the package path to the real Slicer modules. (A run that imports `slicer` before
-    this file is loaded, e.g. `pytest Testing/Python/files`, still imports this folder's modules
-    as `slicer.<name>`: the test files therefore put their own folder on sys.path before importing
-    the helpers beside them. The lasting fix is this pre-import in Testing/Python/conftest.py.)
-    """
-    tests_root = Path(__file__).resolve().parents[1]
-    saved = list(sys.path)
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != tests_root]
-    try:
-        import slicer  # noqa: F401
-    except ImportError:
-        pass  # no slicer-core: the tests that need it skip
-    finally:
-        sys.path[:] = saved
-
-
-_import_slicer_without_the_test_folder()
 
 
 @pytest.fixture(autouse=True)
