@@ -54,6 +54,21 @@ def _volume(size_zyx, spec, seed: int = 10000):
     return canvas
 
 
+def _cached_volume(size_zyx, spec, folder: str):
+    """_volume, generated once per size, spacing and intensity window and kept in `folder` as .npy:
+    every method's subprocess (and every run given the same --cache-dir) reuses it."""
+    import hashlib
+
+    import numpy as np
+
+    key = hashlib.sha1(json.dumps([list(size_zyx), list(spec.spacing_zyx), spec.intensity.to_dict()]).encode())
+    path = os.path.join(folder, f"volume-{key.hexdigest()[:12]}.npy")
+    if not os.path.exists(path):
+        np.save(path + ".tmp.npy", _volume(size_zyx, spec))
+        os.replace(path + ".tmp.npy", path)
+    return np.load(path)
+
+
 def _model_and_spec(arch: str, args):
     """The bundled model's weights (or random paper-width ones); arch 'unet3d' gets the same
     widths, randomly initialised (only its speed is compared)."""
@@ -106,7 +121,7 @@ def run_one(method: str, args) -> dict:
     device = resolve_device(args.device)
     arch = "unet3d" if method == "unet" else "attention_unet3d"
     model, spec = _model_and_spec(arch, args)
-    volume = _volume(args.size, spec)
+    volume = _cached_volume(args.size, spec, args.cache_dir or args.workdir)
     args.patch = args.patch or tuple(spec.patch_size_zyx if not args.random else (96, 160, 160))
     # Precision as `segment` decides it: "auto" may use bf16 on the CPU only for a model file that
     # records a measured bf16/fp32 agreement (precision.py). The U-Net timing run uses the same
@@ -220,6 +235,7 @@ def main() -> int:
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--run", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    parser.add_argument("--cache-dir", help="keep the generated test volume here for later runs (default: a temporary folder)")
     args = parser.parse_args()
 
     if args.run:  # child process
