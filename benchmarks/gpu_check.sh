@@ -43,7 +43,8 @@ log() { echo "[gpu_check $(( $(date +%s) - STARTED ))s] $*" >&2; }
 # --- 0. dependencies: what is missing comes from the carried wheels, unpacked into a private
 # folder (a wheel is a zip archive; no pip, no network, nothing installed system-wide)
 SITE="${TMPDIR:-/tmp}/gpu-check-site"
-mkdir -p "$SITE"
+CACHE="${TMPDIR:-/tmp}/gpu-check-cache"   # the generated test volumes, shared by every step
+mkdir -p "$SITE" "$CACHE"
 export PYTHONPATH="$PWD/AttentionUNetSegment:$SITE${PYTHONPATH:+:$PYTHONPATH}"
 for module in SimpleITK:simpleitk monai:monai pytest:"pytest pluggy iniconfig packaging pygments"; do
   name="${module%%:*}"; wheels="${module#*:}"
@@ -95,7 +96,7 @@ for widths in bundled paper; do
     [ "$layout" = channels_last ] && methods=ours,unet   # MONAI's run does not depend on our layout
     log "inference $widths $layout"
     timeout "$INF_LIMIT" "$PY" benchmarks/benchmark_inference.py --device "$DEVICE" "${flags[@]}" \
-      --methods "$methods" --memory-format "$layout" --json "$OUT_DIR/inference-$widths-$layout.json" \
+      --methods "$methods" --memory-format "$layout" --cache-dir "$CACHE" --json "$OUT_DIR/inference-$widths-$layout.json" \
       > "$OUT_DIR/inference-$widths-$layout.log" 2>&1 || log "inference $widths $layout failed (see its log)"
   done
 done
