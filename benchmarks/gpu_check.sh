@@ -38,7 +38,10 @@ OUT_DIR="$(cd "$OUT_DIR" && pwd)"
 PY="${PYTHON:-python3}"
 [ -x .venv/bin/python ] && [ "$SMOKE" = 1 ] && PY=.venv/bin/python
 STARTED=$(date +%s)
+BUDGET=450   # seconds for all steps (the device allows 8 minutes a command; keep a margin)
 log() { echo "[gpu_check $(( $(date +%s) - STARTED ))s] $*" >&2; }
+# limit N: N seconds, or what is left of the budget if less (at least 1)
+limit() { local left=$(( BUDGET - ($(date +%s) - STARTED) )); [ "$left" -lt 1 ] && left=1; [ "$1" -lt "$left" ] && left=$1; echo "$left"; }
 
 # --- 0. dependencies: what is missing comes from the carried wheels, unpacked into a private
 # folder (a wheel is a zip archive; no pip, no network, nothing installed system-wide)
@@ -67,12 +70,12 @@ EOF
 log "machine: $(cat "$OUT_DIR/machine.json")"
 
 if [ "$SMOKE" = 1 ]; then
-  DEVICE=cpu; TEST_LIMIT=300; INF_LIMIT=240; E2E_LIMIT=400
+  DEVICE=cpu; TEST_LIMIT=300; INF_LIMIT=300; E2E_LIMIT=600; BUDGET=3000
   BUNDLED=(--size 64,96,96 --repeats 1 --threads 2)
-  PAPER=(--random --size 64,96,96 --patch 32,48,48 --repeats 1 --threads 2)
+  PAPER=(--random --widths 4,8,16,32,64 --size 64,96,96 --patch 32,48,48 --repeats 1 --threads 2)
   E2E=(--smoke)
 else
-  DEVICE=cuda; TEST_LIMIT=150; INF_LIMIT=200; E2E_LIMIT=200
+  DEVICE=cuda; TEST_LIMIT=120; INF_LIMIT=80; E2E_LIMIT=180
   BUNDLED=(--size 160,256,256 --repeats 3)
   PAPER=(--random --size 160,256,256 --repeats 3)
   E2E=(--cases 8)
@@ -80,7 +83,7 @@ fi
 
 # --- 1. tests
 log "tests"
-timeout "$TEST_LIMIT" "$PY" -m pytest -q -p no:cacheprovider -o addopts="" --junitxml "$OUT_DIR/tests.xml" \
+timeout "$(limit "$TEST_LIMIT")" "$PY" -m pytest -q -p no:cacheprovider -o addopts="" --junitxml "$OUT_DIR/tests.xml" \
   Testing/Python/core/test_inference.py Testing/Python/core/test_devices.py Testing/Python/files/test_modelfile.py \
   Testing/Python/core/test_pipeline.py -k "not model_grid_maps" \
   "Testing/Python/slicer/test_extension_files.py::test_cmake_extension_metadata_and_self_test" \
@@ -95,7 +98,7 @@ for widths in bundled paper; do
     methods=ours,monai,unet
     [ "$layout" = channels_last ] && methods=ours,unet   # MONAI's run does not depend on our layout
     log "inference $widths $layout"
-    timeout "$INF_LIMIT" "$PY" benchmarks/benchmark_inference.py --device "$DEVICE" "${flags[@]}" \
+    timeout "$(limit "$INF_LIMIT")" "$PY" benchmarks/benchmark_inference.py --device "$DEVICE" "${flags[@]}" \
       --methods "$methods" --memory-format "$layout" --cache-dir "$CACHE" --json "$OUT_DIR/inference-$widths-$layout.json" \
       > "$OUT_DIR/inference-$widths-$layout.log" 2>&1 || log "inference $widths $layout failed (see its log)"
   done
@@ -103,7 +106,7 @@ done
 
 # --- 3. end to end: single case, reference pipeline, cohort
 log "end to end"
-timeout "$E2E_LIMIT" "$PY" benchmarks/gpu_figures.py "$OUT_DIR" --device "$DEVICE" "${E2E[@]}" \
+timeout "$(limit "$E2E_LIMIT")" "$PY" benchmarks/gpu_figures.py "$OUT_DIR" --device "$DEVICE" "${E2E[@]}" \
   > "$OUT_DIR/e2e.log" 2>&1 || log "end to end failed (see e2e.log)"
 
 # --- 4. one JSON with everything
