@@ -275,7 +275,7 @@ def test_check_output_path_refuses_unwritable_targets(case, tmp_path):
 def test_atomic_output_success_renames_and_cleans_up(tmp_path):
     target = tmp_path / "out.seg.nrrd"
     with atomic_output(target) as temporary:
-        assert temporary.name == target.name  # writers choose the format from the extension
+        assert temporary.name == "output.seg.nrrd"  # writers choose the format from the extension
         assert temporary.parent.parent == tmp_path  # same filesystem: os.replace is atomic
         assert not target.exists()
         temporary.write_text("done")
@@ -306,6 +306,30 @@ def test_atomic_output_in_a_missing_folder_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         with atomic_output(tmp_path / "missing" / "x.nrrd"):
             pass
+
+
+@pytest.mark.parametrize("name", ["seg.nii.gz.nii.gz", "SEG.NII.GZ", "x.MHA", "y.Mhd", "s.nrrd.nrrd",
+                                  "ünï code.nii", "a" * 240 + ".nii.gz"])
+def test_write_image_under_odd_names(name, ct, tmp_path):
+    """ITK's writers mangle such names when they write them directly (seg.nii.gz.nii.gz ->
+    seg.nii.gz, SEG.NII.GZ refused, x.MHA -> x.mhd + x.raw); through atomic_output they land
+    under exactly the name asked for, nested in another atomic_output too (as segment does)."""
+    target = tmp_path / name
+    with atomic_output(target) as outer:
+        write_image(ct, outer)
+    companions = {"y.Mhd": ["y.zraw"]}.get(name, [])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name] + companions)
+    if name != "y.Mhd":  # a copy under a lower-case name reads back (the .Mhd header names y.zraw)
+        copy = tmp_path / ("copy" + full_extension(name.lower()))
+        copy.write_bytes(target.read_bytes())
+        assert_same_image(sitk.ReadImage(str(copy)), ct)
+    else:
+        assert "y.zraw" in target.read_text(errors="replace")
+
+
+def test_output_name_over_255_bytes_is_refused_before_work(tmp_path):
+    with pytest.raises(InputError, match="longer than 255 bytes"):
+        check_output_path(tmp_path / ("é" * 130 + ".nii.gz"))
 
 
 def test_write_image_formats_with_companion_files(ct, tmp_path):
