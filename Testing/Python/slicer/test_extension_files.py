@@ -31,7 +31,8 @@ CMAKE_FILE = REPO / "CMakeLists.txt"
 SCENE_FILES = sorted((LIB_DIR / "slicer").glob("*.py"))
 #: What Slicer runs: the runtime packages whole, and of the command line only `segment`.
 SLICER_PACKAGES = ("core", "files", "slicer")
-SLICER_CLI_FILES = ("cli/__init__.py", "cli/argtypes.py", "cli/main.py", "cli/segment.py")
+SLICER_CLI_FILES = ("cli/__init__.py", "cli/argtypes.py", "cli/cohort.py", "cli/main.py", "cli/segment.py",
+                    "cli/segment_common.py")
 
 
 def _lib_files(pattern: str = "**/*.py") -> list[str]:
