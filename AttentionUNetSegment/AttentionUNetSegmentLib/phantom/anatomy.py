@@ -22,8 +22,12 @@ from .painting import Anatomy, sample_patient
 from .shapes import EllipticCylinder
 
 
-def build_anatomy(rng: np.random.Generator) -> Anatomy:
-    """Draw one patient and return the ordered paint operations of its abdomen."""
+def build_anatomy(rng: np.random.Generator, pancreas_fat_extra: float = 0.0, fat_seed: int = 0) -> Anatomy:
+    """Draw one patient and return the ordered paint operations of its abdomen.
+
+    `pancreas_fat_extra` adds interlobular fat to the gland (fatty infiltration, a fraction of
+    its volume, the lobules placed from `fat_seed`) without changing any other draw.
+    """
     p = sample_patient(rng)
     ops, skin, cavity = body.body_wall(p)
     spine_ops, levels = body.spine(p)
@@ -33,9 +37,10 @@ def build_anatomy(rng: np.random.Generator) -> Anatomy:
     ops += kidney_ops
     # The pancreas and the duodenal C-loop are placed first; stomach, colon and gallbladder are
     # then moved clear of them (drawn independently they could overlap the gland).
-    pancreas_ops, pancreas_tube, pancreas, target, landmarks = organs.pancreas(p)
+    pancreas_ops, pancreas_tube, pancreas, target, landmarks = organs.pancreas(p, pancreas_fat_extra, fat_seed)
     head_index = int(np.argmin(np.linalg.norm(pancreas_tube.centre - landmarks["pancreas_head"], axis=1)))
-    duodenum_ops, duodenum = organs.duodenum(p, pancreas_tube.centre[head_index], float(pancreas_tube.radius[head_index]))
+    duodenum_ops, duodenum = organs.duodenum(p, pancreas_tube.centre[head_index],
+                                             float(pancreas_tube.radius[head_index]))
     spleen_ops, spleen, hilum = organs.spleen(p)
     stomach_ops, stomach = organs.stomach(p, [pancreas_tube, duodenum, spleen])
     colon_ops, colon = bowel.colon(p, [pancreas_tube, duodenum, stomach])

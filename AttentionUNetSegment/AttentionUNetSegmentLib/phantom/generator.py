@@ -28,8 +28,9 @@ from ..core.errors import InputError
 from ..core.postprocessing import largest_component
 from .anatomy import build_anatomy
 from .grid import Grid
-from .materials import MATERIALS, ORGAN_LABELS
+from .materials import MATERIALS, ORGAN_LABELS, phase_hu
 from .painting import Anatomy, render_materials
+from .variation import Variation, sample_variation
 
 SLICE_THICKNESSES_MM = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 5.0)
 SLICE_WEIGHTS = (0.2, 0.1, 0.1, 0.15, 0.15, 0.15, 0.15)
@@ -123,13 +124,17 @@ def subslices_for(thickness: float) -> int:
 # ------------------------------------------------------------------------------ intensities
 
 
-def _material_tables(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Per-case mean HU and texture amplitude for every material (lookup tables by id)."""
+def _material_tables(rng: np.random.Generator, phase: str = "portal_venous") -> tuple[np.ndarray, np.ndarray]:
+    """Per-case mean HU and texture amplitude for every material (lookup tables by id).
+
+    Enhancing tissues take their range from the contrast `phase`; the draws are the same in
+    every phase, so a seed's portal-venous case is what it was before phases existed.
+    """
     timing = rng.uniform(0, 1)  # contrast timing shared by every enhancing tissue
     mean = np.zeros(256, np.float32)
     texture = np.zeros(256, np.float32)
     for index, material in enumerate(MATERIALS):
-        lo, hi = material.hu
+        lo, hi = phase_hu(material, phase)
         u = float(np.clip(timing + rng.normal(0, 0.25), 0, 1)) if material.enhancing else float(rng.uniform())
         mean[index] = lo + (hi - lo) * u
         texture[index] = material.texture
@@ -240,26 +245,49 @@ def _label_tables(all_organs: bool) -> tuple[np.ndarray, dict[str, int]]:
     return table, names
 
 
+def _apply_variation(acq: Acquisition, anatomy: Anatomy, variation: Variation, fov_given: bool,
+                     extent_given: bool) -> None:
+    """Coverage cut through the gland, a cropped field of view and the noise level, in place.
+
+    A z-range or field of view given by the caller is kept centred as the scanner model draws it.
+    """
+    if not extent_given:
+        acq.centre[2] += variation.z_shift_mm
+    acq.noise_hu *= variation.noise_scale
+    if variation.crop_fov_mm is not None and not fov_given:
+        # A field of view cropped around the pancreas (reconstructions of a region, or data sets
+        # cut to the abdomen): the body runs off the image edges, as in TotalSegmentator s0009.
+        head, tail = (np.array(anatomy.landmarks[k]) for k in ("pancreas_head", "pancreas_tail"))
+        acq.centre[:2] = (head[:2] + tail[:2]) / 2 + np.array(variation.crop_offset_mm)
+        n = min(MAX_MATRIX, int(math.ceil(variation.crop_fov_mm / acq.spacing_xyz[0])))
+        acq.size_xyz = (n, n, acq.size_xyz[2])
+
+
 def generate_case(seed: int, all_organs: bool = False, spacing_xyz: Optional[Sequence[float]] = None,
                   fov_mm: Optional[float] = None, z_extent_mm: Optional[float] = None,
-                  orientation: Optional[str] = None, tilt_deg: Optional[float] = None) -> PhantomCase:
+                  orientation: Optional[str] = None, tilt_deg: Optional[float] = None,
+                  phase: Optional[str] = None) -> PhantomCase:
     """Generate one phantom; the same `seed` (and arguments) always gives the same case.
 
     The anatomy depends on `seed` only; `spacing_xyz` (x, y, z mm), `fov_mm` (square in-plane
-    field of view), `z_extent_mm`, `orientation` (a DICOMOrient code such as "LPS" or "RAS") and
-    `tilt_deg` (gantry tilt) override the random scanner settings without changing the patient.
+    field of view), `z_extent_mm`, `orientation` (a DICOMOrient code such as "LPS" or "RAS"),
+    `tilt_deg` (gantry tilt) and `phase` ("portal_venous", "non_contrast", "arterial") override
+    the random scanner settings without changing the patient.
     """
     start = time.perf_counter()
-    streams = np.random.SeedSequence(int(seed)).spawn(4)
-    anatomy_rng, scanner_rng, intensity_rng, noise_rng = (np.random.default_rng(s) for s in streams)
-    anatomy = build_anatomy(anatomy_rng)
-    acq = sample_acquisition(scanner_rng, anatomy, spacing_xyz, fov_mm, z_extent_mm, orientation, tilt_deg)
+    streams = np.random.SeedSequence(int(seed)).spawn(5)
+    anatomy_rng, scanner_rng, intensity_rng, noise_rng, variation_rng = (np.random.default_rng(s) for s in streams)
+    variation = sample_variation(variation_rng, phase)
+    anatomy = build_anatomy(anatomy_rng, variation.pancreas_fat_extra, variation.fat_seed)
+    extent = z_extent_mm if z_extent_mm is not None else variation.z_extent_mm
+    acq = sample_acquisition(scanner_rng, anatomy, spacing_xyz, fov_mm, extent, orientation, tilt_deg)
+    _apply_variation(acq, anatomy, variation, fov_given=fov_mm is not None, extent_given=z_extent_mm is not None)
     sub = subslices_for(acq.spacing_xyz[2])
     render_grid = _acquisition_grid(acq, sub)
     materials = render_materials(anatomy, render_grid)
     rendered = time.perf_counter()
 
-    mean, texture = _material_tables(intensity_rng)
+    mean, texture = _material_tables(intensity_rng, variation.phase)
     hu = compose_hu(materials, sub, acq, noise_rng, mean, texture)
     ct = np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
     del hu
@@ -287,12 +315,16 @@ def generate_case(seed: int, all_organs: bool = False, spacing_xyz: Optional[Seq
         "orientation": acq.orientation,
         "gantry_tilt_deg": round(acq.tilt_deg, 2),
         "noise_hu": round(acq.noise_hu, 2),
+        "phase": variation.phase,
+        "variation": variation.as_dict(),
         "psf_fwhm_mm": round(acq.psf_fwhm_mm, 3),
         "subslices": sub,
         "patient_frame_offset_lps": [round(float(v), 3) for v in acq.offset],
         "pancreas_ml": round(float(np.count_nonzero(labels == 1)) * voxel_ml, 2),
         "pancreas_target_ml": round(anatomy.pancreas_target_ml, 2),
         "pancreas_islands_removed_ml": round(islands * voxel_ml, 3),
+        # The scan starts or stops inside the gland (partial coverage): its label is cut.
+        "pancreas_cut_by_scan": bool(pancreas[0].any() or pancreas[-1].any()),
         "hu_means": {m.name: round(float(mean[i]), 1) for i, m in enumerate(MATERIALS)},
         "landmarks_patient_frame": {k: [round(float(c), 2) for c in v] for k, v in anatomy.landmarks.items()},
         "seconds": {"render": round(rendered - start, 3), "total": round(time.perf_counter() - start, 3)},
@@ -347,8 +379,8 @@ def dataset_description(cases: int, seed: int, all_organs: bool, entries: list[d
     return {
         "name": "AttentionUNetSegment synthetic pancreas phantoms",
         "description": "Synthetic abdominal CT phantoms (procedurally generated, not patient data) with "
-                       "pancreas labels, made by `attention-unet-segment phantom`. Hounsfield units, "
-                       "portal-venous phase appearance.",
+                       "pancreas labels, made by `attention-unet-segment phantom`. Hounsfield units; "
+                       "portal-venous, non-contrast or arterial phase per case (see generator.cases).",
         "reference": "AttentionUNetSegment phantom/generator.py",
         "licence": "CC0 (synthetic)",
         "release": "1.0",
@@ -400,7 +432,7 @@ def write_dataset(out_dir, cases: int, seed: int, all_organs: bool = False,
         stale.discard(label_path)
         md = case.metadata
         summary = {k: md[k] for k in ("size_xyz", "spacing_xyz", "orientation", "gantry_tilt_deg",
-                                      "noise_hu", "pancreas_ml")}
+                                      "noise_hu", "phase", "pancreas_ml")}
         entries.append({"id": name, "seed": this_seed, "image": f"./imagesTr/{image_path.name}",
                         "label": f"./labelsTr/{label_path.name}", "summary": summary})
         if log:

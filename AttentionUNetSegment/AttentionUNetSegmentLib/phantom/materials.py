@@ -77,6 +77,9 @@ MATERIALS: tuple[Material, ...] = (
     Material("lymph_node", None, (40, 70), 6, True),
     Material("couch_shell", None, (150, 350), 10),
     Material("couch_foam", None, (-950, -850), 5),
+    # Fatty infiltration of the pancreas: lobules of fat inside the outline (appended last so the
+    # per-case HU draws of every other tissue stay as they were).
+    Material("pancreas_fat_lobule", "pancreas", (-105, -75), 12),
 )
 MAT: dict[str, int] = {m.name: i for i, m in enumerate(MATERIALS)}
 # Label values written with `all_organs=True`; pancreas is always 1.
@@ -90,6 +93,33 @@ FAT = frozenset({MAT["fat_visceral"]})
 SOFT = frozenset({MAT["fat_visceral"], MAT["muscle"]})
 # The colon is painted before the upper abdominal organs; they may displace it.
 COLON = frozenset({MAT["colon_wall"], MAT["stool"], MAT["colon_air"]})
-ENHANCED_SOFT = SOFT | {MAT["pancreas"], MAT["pancreas_fat"], MAT["pancreatic_duct"], MAT["liver"]}
+ENHANCED_SOFT = SOFT | {MAT["pancreas"], MAT["pancreas_fat"], MAT["pancreas_fat_lobule"], MAT["pancreatic_duct"],
+                        MAT["liver"]}
 ARTERY = ((0.0, MAT["artery"]),)
 PORTAL = ((0.0, MAT["portal_vein"]),)
+
+# HU ranges of the enhancing tissues in the other contrast phases (`Material.hu` is the portal-
+# venous one). Non-contrast: blood 35-50 HU, parenchyma by its own density (liver above spleen);
+# late arterial ("pancreatic") phase: bright aorta and arteries, corticomedullary kidneys, the
+# pancreas at its peak, liver barely enhanced, portal vein filling, the infrarenal IVC still dark.
+_NON_CONTRAST = {"liver": (40, 65), "spleen": (35, 55), "kidney_cortex": (25, 40), "kidney_medulla": (22, 35),
+                 "pancreas": (30, 50), "wall": (30, 50), "blood": (35, 50), "lymph_node": (30, 45)}
+_ARTERIAL = {"liver": (60, 85), "spleen": (90, 140), "kidney_cortex": (160, 240), "kidney_medulla": (50, 90),
+             "pancreas": (100, 150), "wall": (70, 125), "aorta": (250, 400), "artery": (230, 380),
+             "ivc": (60, 110), "portal_vein": (100, 160), "renal_vein": (140, 200), "mesenteric_vessel": (140, 240),
+             "lymph_node": (40, 70)}
+_KIND = {"kidney_cortex_r": "kidney_cortex", "kidney_cortex_l": "kidney_cortex", "kidney_medulla_r": "kidney_medulla",
+         "kidney_medulla_l": "kidney_medulla", "gallbladder_wall": "wall", "stomach_wall": "wall",
+         "duodenum_wall": "wall", "bowel_wall": "wall", "colon_wall": "wall"}
+
+
+def phase_hu(material: Material, phase: str) -> tuple[float, float]:
+    """The HU range a material's per-case mean is drawn from in contrast `phase`."""
+    if not material.enhancing or phase == "portal_venous":
+        return material.hu
+    kind = _KIND.get(material.name, material.name)
+    if phase == "non_contrast":
+        return _NON_CONTRAST.get(kind, _NON_CONTRAST["blood"])
+    if phase == "arterial":
+        return _ARTERIAL[kind]
+    raise ValueError(f"unknown contrast phase {phase!r}")

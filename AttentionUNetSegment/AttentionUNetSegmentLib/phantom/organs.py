@@ -110,7 +110,7 @@ def spleen(p: Patient) -> tuple[list[PaintOp], Shape, np.ndarray]:
     return [op], spleen, centre - frame[:, 1] * radii[1] * 0.9
 
 
-def pancreas(p: Patient) -> tuple[list[PaintOp], Tube, Shape, float, dict]:
+def pancreas(p: Patient, fat_extra: float = 0.0, fat_seed: int = 0) -> tuple[list[PaintOp], Tube, Shape, float, dict]:
     """Uncinate -> head (in the duodenal C) -> neck (in front of the SMV) -> body -> tail.
 
     The tail height varies (horizontal vs. oblique glands); radii are then scaled so the
@@ -135,19 +135,26 @@ def pancreas(p: Patient) -> tuple[list[PaintOp], Tube, Shape, float, dict]:
     cleft_waves = Waves(rng, rng.uniform(7, 11), 12)
     fat_fraction = rng.uniform(0.02, 0.12)
     half_width = NormalDist().inv_cdf(0.5 + fat_fraction / 2)
+    # Fatty infiltration (`fat_extra` of the volume): lobules of real fat, several mm across,
+    # replacing parenchyma; drawn from their own stream so no other draw of the patient moves.
+    fat_waves = Waves(np.random.default_rng(fat_seed), 9.0, 12) if fat_extra > 0 else None
+    fat_level = NormalDist().inv_cdf(1.0 - fat_extra) if fat_extra > 0 else math.inf
 
     def clefts(x, y, z, d):
         # Interlobular fat: thin septa along the zero sheets of band-limited noise, which carve
         # the gland into lobules; they widen near the surface where the lobules fray.
         width = half_width * (1.0 + 0.5 * np.clip(1.0 + d / 4.0, 0, 1))
-        return np.where(np.abs(cleft_waves(x, y, z)) < width, MAT["pancreas_fat"], MAT["pancreas"]).astype(np.uint8)
+        tissue = np.where(np.abs(cleft_waves(x, y, z)) < width, MAT["pancreas_fat"], MAT["pancreas"]).astype(np.uint8)
+        if fat_waves is not None:
+            tissue[fat_waves(x, y, z) > fat_level] = MAT["pancreas_fat_lobule"]
+        return tissue
 
     separates = frozenset({MAT["liver"], MAT["spleen"], MAT["stomach_wall"]}) | COLON
     ops = [PaintOp("pancreas", shape, [(0.0, clefts)], replace=FAT | separates,
                    halo=(rng.uniform(1.5, 3.0), MAT["fat_visceral"], separates))]
     duct = Tube(pts[2:], np.full(len(pts) - 2, rng.uniform(0.9, 1.6)), metric=metric, step=4)
     ops.append(PaintOp("pancreatic duct", duct, [(0.0, MAT["pancreatic_duct"])],
-                       replace=frozenset({MAT["pancreas"], MAT["pancreas_fat"]})))
+                       replace=frozenset({MAT["pancreas"], MAT["pancreas_fat"], MAT["pancreas_fat_lobule"]})))
     landmarks = {"pancreas_uncinate": pts[1].tolist(), "pancreas_head": pts[3].tolist(),
                  "pancreas_neck": pts[5].tolist(), "pancreas_tail": pts[-1].tolist()}
     return ops, tube, shape, target, landmarks
@@ -188,7 +195,8 @@ def duodenum(p: Patient, head: np.ndarray, head_radius: float) -> tuple[list[Pai
         tube = tube.scaled(0.65)
     else:
         layers.append((wall, bowel_fill(rng, "fluid", air, MAT["duodenum_fluid"], MAT["duodenum_air"])))
-    op = PaintOp("duodenum", tube, layers, replace=FAT | COLON | {MAT["liver"], MAT["pancreas"], MAT["pancreas_fat"]},
+    gland = {MAT["pancreas"], MAT["pancreas_fat"], MAT["pancreas_fat_lobule"]}
+    op = PaintOp("duodenum", tube, layers, replace=FAT | COLON | {MAT["liver"]} | gland,
                  halo=(2.0, MAT["fat_visceral"], COLON | {MAT["liver"]}))
     return [op], tube
 

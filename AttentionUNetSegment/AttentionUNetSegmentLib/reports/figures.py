@@ -47,7 +47,7 @@ def _matplotlib():
     return matplotlib
 
 
-def _new_figure(width_in: float, height_in: float, facecolor: str = "white"):
+def new_figure(width_in: float, height_in: float, facecolor: str = "white"):
     """A matplotlib Figure on an Agg canvas (no pyplot state, no display needed)."""
     _matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -58,7 +58,7 @@ def _new_figure(width_in: float, height_in: float, facecolor: str = "white"):
     return figure
 
 
-def _save(figure, path: Optional[PathLike]) -> np.ndarray:
+def save_figure(figure, path: Optional[PathLike]) -> np.ndarray:
     """Render `figure`; write it to `path` as PNG (atomically) unless None. -> (H, W, 3) uint8."""
     figure.canvas.draw()
     image = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
@@ -140,7 +140,7 @@ def learning_curve_png(path: PathLike, epochs: Sequence[float], series: Mapping[
     for name, v in values.items():
         if v.shape != epochs.shape:
             raise ValueError(f"series {name!r} has {v.size} values for {epochs.size} epochs")
-    figure = _new_figure(6.4, 4.0)
+    figure = new_figure(6.4, 4.0)
     axes = figure.add_subplot()
     for name, v in values.items():
         measured = np.isfinite(v)
@@ -154,7 +154,7 @@ def learning_curve_png(path: PathLike, epochs: Sequence[float], series: Mapping[
         axes.xaxis.get_major_locator().set_params(integer=True)
     if values:
         axes.legend(loc="best")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 # ------------------------------------------------------------------- segmentation figure
@@ -292,7 +292,7 @@ def segmentation_figure(path: Optional[PathLike], ct_zyx: np.ndarray, spacing_zy
     gates = list(attention)
     columns = 1 + len(gates)
     aspect = max(p.size_mm[1] / p.size_mm[0] for p in panels)
-    figure = _new_figure(2.8 * columns + (0.8 if gates else 0.0), 2.8 * (1 + aspect) + 0.6, facecolor="black")
+    figure = new_figure(2.8 * columns + (0.8 if gates else 0.0), 2.8 * (1 + aspect) + 0.6, facecolor="black")
     grid = figure.subplots(2, columns, squeeze=False)
     for row, panel in enumerate(panels):
         for column, gate in enumerate([None, *gates]):
@@ -319,7 +319,7 @@ def segmentation_figure(path: Optional[PathLike], ct_zyx: np.ndarray, spacing_zy
     figure.suptitle(title, color="white")
     grid[0, 0].legend(handles=handles, loc="lower left", facecolor="black", labelcolor="white", framealpha=0.6,
                       edgecolor="none", fontsize=8)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 # ------------------------------------------------------------------------ image panels
@@ -335,7 +335,7 @@ def image_panels_png(path: PathLike, panels: Sequence[np.ndarray], titles: Seque
     """
     if len(panels) != len(titles):
         raise ValueError(f"{len(panels)} panels but {len(titles)} titles")
-    figure = _new_figure(3.2 * len(panels), 3.9 if colorbar_label else 3.5)
+    figure = new_figure(3.2 * len(panels), 3.9 if colorbar_label else 3.5)
     grid = figure.subplots(1, len(panels), squeeze=False)[0]
     for axes, panel, title in zip(grid, panels, titles):
         axes.imshow(np.asarray(panel)[..., :3])
@@ -351,4 +351,4 @@ def image_panels_png(path: PathLike, panels: Sequence[np.ndarray], titles: Seque
             bar.ax.axvspan(0.0, transparent_below, color="0.25")
     if caption:
         figure.supxlabel(caption, fontsize=8)
-    return _save(figure, path)
+    return save_figure(figure, path)

@@ -18,7 +18,9 @@ from AttentionUNetSegmentLib.core.errors import InputError
 from AttentionUNetSegmentLib.phantom import generator as phantom
 from AttentionUNetSegmentLib.phantom.anatomy import build_anatomy
 from AttentionUNetSegmentLib.phantom.materials import ORGAN_LABELS
+from AttentionUNetSegmentLib.phantom import variation
 from AttentionUNetSegmentLib.phantom.shapes import shape_volume_ml
+from AttentionUNetSegmentLib.phantom.variation import sample_variation
 
 CLI_SEED = 7
 FAST_SEEDS = [phantom.case_seed(CLI_SEED, i) for i in range(2)]  # what `--seed 7 --cases 2` makes
@@ -103,21 +105,54 @@ def test_full_size_case_spacing_and_speed(full_case):
     assert seconds < 60, seconds
 
 
+# Median HU of each labelled organ per contrast phase (after partial volume and noise). The
+# portal-venous windows are the original ones; the others follow the real non-contrast cases
+# (TotalSegmentator s0009 and example: liver 45-54, spleen 33-53, aorta 42-79, portal vein 26-36)
+# and the usual late-arterial values.
+_COMMON_WINDOWS = {"gallbladder": (-20, 50), "vertebrae": (150, 600), "lungs": (-920, -600)}
+HU_WINDOWS = {
+    "portal_venous": {"pancreas": (40, 130), "liver": (80, 140), "spleen": (85, 145), "kidney_right": (110, 200),
+                      "kidney_left": (110, 200), "aorta": (120, 210), "portal_splenic_vein": (100, 210)},
+    "non_contrast": {"pancreas": (-30, 60), "liver": (35, 75), "spleen": (30, 65), "kidney_right": (10, 55),
+                     "kidney_left": (10, 55), "aorta": (25, 65), "portal_splenic_vein": (15, 65)},
+    "arterial": {"pancreas": (60, 160), "liver": (50, 100), "spleen": (75, 155), "kidney_right": (60, 240),
+                 "kidney_left": (60, 240), "aorta": (200, 420), "portal_splenic_vein": (70, 175)},
+}
+
+
+def _check_hu_windows(case: phantom.PhantomCase) -> None:
+    ct, labels = _arrays(case)
+    windows = {**HU_WINDOWS[case.metadata["phase"]], **_COMMON_WINDOWS}
+    for organ, (low, high) in windows.items():
+        mask = labels == ORGAN_LABELS[organ]
+        if organ == "gallbladder" and not mask.any():
+            continue  # cholecystectomy is modelled
+        if mask.sum() < 500 and organ in ("lungs", "spleen", "kidney_right", "kidney_left", "liver"):
+            continue  # lung bases, kidneys or spleen can lie outside a short or shifted scan
+        median = float(np.median(ct[mask]))
+        assert low <= median <= high, (organ, median, case.metadata["seed"], case.metadata["phase"])
+
+
+def test_every_contrast_phase_in_its_hu_windows():
+    phases = [phantom.generate_case(FAST_SEEDS[0], all_organs=True, phase=name, **phantom.FAST_SETTINGS)
+              for name in HU_WINDOWS]
+    for case, name in zip(phases, HU_WINDOWS):
+        assert case.metadata["phase"] == name
+        _check_hu_windows(case)
+    # The phase changes intensities only: the same patient, voxel for voxel the same labels.
+    for case in phases[1:]:
+        assert np.array_equal(_arrays(case)[1], _arrays(phases[0])[1])
+    liver = [float(np.median(_arrays(c)[0][_arrays(c)[1] == ORGAN_LABELS["liver"]])) for c in phases]
+    aorta = [float(np.median(_arrays(c)[0][_arrays(c)[1] == ORGAN_LABELS["aorta"]])) for c in phases]
+    assert liver[1] < liver[2] < liver[0] and aorta[1] < aorta[0] < aorta[2]
+    with pytest.raises(ValueError, match="unknown contrast phase"):
+        phantom.generate_case(0, phase="delayed", **phantom.FAST_SETTINGS)
+
+
 def test_hu_ranges_per_organ(full_case, fast_cases):
-    # Median HU of each labelled organ (portal-venous phase, after partial volume and noise).
-    windows = {"pancreas": (40, 130), "liver": (80, 140), "spleen": (85, 145), "kidney_right": (110, 200),
-               "kidney_left": (110, 200), "aorta": (120, 210), "portal_splenic_vein": (100, 210),
-               "gallbladder": (-20, 50), "vertebrae": (150, 600), "lungs": (-920, -600)}
     for case in _all_cases(full_case, fast_cases):
+        _check_hu_windows(case)
         ct, labels = _arrays(case)
-        for organ, (low, high) in windows.items():
-            mask = labels == ORGAN_LABELS[organ]
-            if organ == "gallbladder" and not mask.any():
-                continue  # cholecystectomy is modelled
-            if organ == "lungs" and mask.sum() < 500:
-                continue  # the lung bases are above some fields of view
-            median = float(np.median(ct[mask]))
-            assert low <= median <= high, (organ, median, case.metadata["seed"])
         hu = case.metadata["hu_means"]
         assert -120 <= hu["fat_visceral"] <= -80 and -120 <= hu["fat_subcutaneous"] <= -90
         assert 40 <= hu["muscle"] <= 65
@@ -328,3 +363,45 @@ def test_gaussian_blur_keeps_levels_and_noise_gain_gives_unit_std():
     spike[2, 4, 4] = 1.0
     assert not phantom.gaussian_blur(spike, sigma)[[0, 1, 3, 4]].any()
     assert phantom.phantom_case_name(3, 10) == "phantom_003" and phantom.phantom_case_name(3, 5000) == "phantom_0003"
+
+
+def test_variation_draws_are_bounded_and_mixed():
+    draws = [sample_variation(np.random.default_rng(s)) for s in range(400)]
+    phases = [d.phase for d in draws]
+    for name, share in variation.PHASES:
+        assert abs(phases.count(name) / len(draws) - share) < 0.08, name
+    fat = np.array([d.pancreas_fat_extra for d in draws])
+    assert 0.25 < np.mean(fat > 0) < 0.45 and fat.max() <= variation.FATTY_PANCREAS_EXTRA[1]
+    extents = np.array([d.z_extent_mm or np.nan for d in draws])
+    assert np.nanmin(extents) >= 70 and np.nanmax(extents) <= 260
+    shifted = [d for d in draws if d.z_shift_mm]
+    assert shifted and all(d.z_extent_mm <= 130 and 30 <= abs(d.z_shift_mm) <= 60 for d in shifted)
+    crops = [d.crop_fov_mm for d in draws if d.crop_fov_mm]
+    assert 0.05 < len(crops) / len(draws) < 0.2 and min(crops) >= 180 and max(crops) <= 260
+    assert all(0.6 <= d.noise_scale <= 1.4 for d in draws)
+    # Deterministic per seed, and the phase override leaves every other draw as it was.
+    assert sample_variation(np.random.default_rng(5)) == sample_variation(np.random.default_rng(5))
+    forced = sample_variation(np.random.default_rng(5), phase="arterial")
+    assert forced.phase == "arterial" and forced.noise_scale == draws[5].noise_scale
+
+
+def test_partial_coverage_and_fatty_gland():
+    # case_seed(0, 6): partial coverage (a 114 mm scan shifted 50 mm) and a fatty gland.
+    seed = phantom.case_seed(0, 6)
+    cut = phantom.generate_case(seed, all_organs=True, spacing_xyz=(1.0, 1.0, 5.0))
+    whole = phantom.generate_case(seed, all_organs=True, spacing_xyz=(1.0, 1.0, 5.0), z_extent_mm=260.0)
+    assert cut.metadata["variation"]["z_shift_mm"] != 0 and cut.metadata["pancreas_cut_by_scan"]
+    assert not whole.metadata["pancreas_cut_by_scan"]
+    assert 0 < cut.metadata["pancreas_ml"] < 0.9 * whole.metadata["pancreas_ml"]
+    assert 40 <= whole.metadata["pancreas_ml"] <= 120
+    # Fatty infiltration: a real share of the label is fat (s0009: 24 % below -30 HU).
+    ct, labels = _arrays(whole)
+    fat_share = float(np.mean(ct[labels == ORGAN_LABELS["pancreas"]] < -30))
+    assert whole.metadata["variation"]["pancreas_fat_extra"] > 0.3 and 0.1 < fat_share < 0.6, fat_share
+    # The crop of the field of view centres on the gland and cuts the body at the image edges.
+    cropped = next(s for s in range(200) if sample_variation(
+        np.random.default_rng(np.random.SeedSequence(s).spawn(5)[4])).crop_fov_mm)
+    case = phantom.generate_case(cropped, all_organs=True, spacing_xyz=(1.0, 1.0, 5.0), z_extent_mm=60.0)
+    assert case.metadata["field_of_view_mm"] <= 261
+    ct = sitk.GetArrayFromImage(sitk.DICOMOrient(case.ct, "LPS"))
+    assert (ct[:, :, [0, -1]] > -500).any() and (sitk.GetArrayViewFromImage(case.labels) == 1).any()
