@@ -15,19 +15,23 @@ keeps a case fast and the organs in contact the way they are in a real abdomen.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 from . import body, bowel, organs, vessels
 from .painting import Anatomy, sample_patient
 from .shapes import EllipticCylinder
+from .variation import Variation
 
 
-def build_anatomy(rng: np.random.Generator, pancreas_fat_extra: float = 0.0, fat_seed: int = 0) -> Anatomy:
+def build_anatomy(rng: np.random.Generator, variation: Optional[Variation] = None) -> Anatomy:
     """Draw one patient and return the ordered paint operations of its abdomen.
 
-    `pancreas_fat_extra` adds interlobular fat to the gland (fatty infiltration, a fraction of
-    its volume, the lobules placed from `fat_seed`) without changing any other draw.
+    `variation` (a fatty gland, a collapsed stomach) changes those organs without changing any
+    draw of `rng`.
     """
+    fat_extra, fat_seed = (variation.pancreas_fat_extra, variation.fat_seed) if variation else (0.0, 0)
     p = sample_patient(rng)
     ops, skin, cavity = body.body_wall(p)
     spine_ops, levels = body.spine(p)
@@ -37,12 +41,13 @@ def build_anatomy(rng: np.random.Generator, pancreas_fat_extra: float = 0.0, fat
     ops += kidney_ops
     # The pancreas and the duodenal C-loop are placed first; stomach, colon and gallbladder are
     # then moved clear of them (drawn independently they could overlap the gland).
-    pancreas_ops, pancreas_tube, pancreas, target, landmarks = organs.pancreas(p, pancreas_fat_extra, fat_seed)
+    pancreas_ops, pancreas_tube, pancreas, target, landmarks = organs.pancreas(p, fat_extra, fat_seed)
     head_index = int(np.argmin(np.linalg.norm(pancreas_tube.centre - landmarks["pancreas_head"], axis=1)))
     duodenum_ops, duodenum = organs.duodenum(p, pancreas_tube.centre[head_index],
                                              float(pancreas_tube.radius[head_index]))
     spleen_ops, spleen, hilum = organs.spleen(p)
-    stomach_ops, stomach = organs.stomach(p, [pancreas_tube, duodenum, spleen])
+    stomach_ops, stomach = organs.stomach(p, [pancreas_tube, duodenum, spleen],
+                                           variation.stomach_scale if variation else 1.0)
     colon_ops, colon = bowel.colon(p, [pancreas_tube, duodenum, stomach])
     gallbladder_ops = organs.gallbladder(p, [pancreas_tube, duodenum])
     # The colon is painted first among the viscera: solid organs displace it and the liver

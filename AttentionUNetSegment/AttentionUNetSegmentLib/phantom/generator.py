@@ -278,7 +278,7 @@ def generate_case(seed: int, all_organs: bool = False, spacing_xyz: Optional[Seq
     streams = np.random.SeedSequence(int(seed)).spawn(5)
     anatomy_rng, scanner_rng, intensity_rng, noise_rng, variation_rng = (np.random.default_rng(s) for s in streams)
     variation = sample_variation(variation_rng, phase)
-    anatomy = build_anatomy(anatomy_rng, variation.pancreas_fat_extra, variation.fat_seed)
+    anatomy = build_anatomy(anatomy_rng, variation)
     extent = z_extent_mm if z_extent_mm is not None else variation.z_extent_mm
     acq = sample_acquisition(scanner_rng, anatomy, spacing_xyz, fov_mm, extent, orientation, tilt_deg)
     _apply_variation(acq, anatomy, variation, fov_given=fov_mm is not None, extent_given=z_extent_mm is not None)

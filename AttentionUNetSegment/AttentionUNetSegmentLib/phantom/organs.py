@@ -201,10 +201,13 @@ def duodenum(p: Patient, head: np.ndarray, head_radius: float) -> tuple[list[Pai
     return [op], tube
 
 
-def stomach(p: Patient, keep_clear: Sequence[Shape]) -> tuple[list[PaintOp], Tube]:
-    """J-shaped: fundus under the left diaphragm, body anterior to the pancreas, antrum to pylorus."""
+def stomach(p: Patient, keep_clear: Sequence[Shape], collapse: float = 1.0) -> tuple[list[PaintOp], Tube]:
+    """J-shaped: fundus under the left diaphragm, body anterior to the pancreas, antrum to pylorus.
+
+    `collapse` < 1 shrinks the lumen of an empty stomach (no oral filling before the scan).
+    """
     rng = p.rng
-    fill_scale = rng.uniform(0.75, 1.1)  # distension
+    fill_scale = rng.uniform(0.75, 1.1) * collapse  # distension
     pts = p.path([(55, 5, 100), (72, -25, 78), (62, -60, 55), (38, -80, 38), (10, -86, 28), (-12, -78, 24)],
                  5.0, retro=False)
     radii = np.array([30, 36, 32, 24, 18, 11]) * fill_scale

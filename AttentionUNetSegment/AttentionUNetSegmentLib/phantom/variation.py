@@ -4,7 +4,7 @@ Measured against real CT (`attention-unet-segment realism`, docs/phantoms.md): t
 labelled real cases here are non-contrast scans (liver 45-55 HU, aorta 40-80 HU) with a fatty
 pancreas (mean -7 HU, a quarter of the label below -30 HU), one is cropped to 178 mm around the
 spine, and their coverage runs from 90 to 280 mm. A phantom therefore draws a contrast phase,
-fatty infiltration of the gland, the scan's coverage (long, short, or cut through the pancreas),
+fatty infiltration of the gland, an empty stomach, the scan's coverage (long, short, or cut through the pancreas),
 an occasional crop of the field of view and a wider range of noise. The draws come from their
 own random stream, so the anatomy, scanner and noise streams of a seed are unchanged by them.
 """
@@ -25,6 +25,8 @@ LONG_SCAN_PROBABILITY, LONG_SCAN_MM = 0.30, (200.0, 260.0)
 PARTIAL_COVERAGE_PROBABILITY, PARTIAL_SCAN_MM, PARTIAL_SHIFT_MM = 0.20, (70.0, 130.0), (30.0, 60.0)
 CROP_PROBABILITY, CROP_FOV_MM = 0.12, (180.0, 260.0)
 NOISE_SCALE = (0.6, 1.4)
+#: Real stomachs are often empty (48 and 126 mL in the two labelled real cases, 290 mL in phantoms).
+COLLAPSED_STOMACH_PROBABILITY, COLLAPSED_STOMACH_SCALE = 0.4, (0.55, 0.85)
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class Variation:
     crop_offset_mm: tuple[float, float]
     noise_scale: float
     fat_seed: int                     # places the fat lobules of a fatty gland
+    stomach_scale: float = 1.0        # < 1: an empty, collapsed stomach
 
     def as_dict(self) -> dict:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -57,6 +60,7 @@ def sample_variation(rng: np.random.Generator, phase: Optional[str] = None) -> V
     crop, offset = float(rng.uniform(*CROP_FOV_MM)), rng.normal(0.0, 10.0, 2)
     noise_scale = float(rng.uniform(*NOISE_SCALE))
     fat_seed = int(rng.integers(0, 2**31))
+    collapsed, collapse = rng.random() < COLLAPSED_STOMACH_PROBABILITY, float(rng.uniform(*COLLAPSED_STOMACH_SCALE))
     if phase is not None and phase not in names:
         raise ValueError(f"unknown contrast phase {phase!r}; expected one of {', '.join(names)}")
     partial = coverage < PARTIAL_COVERAGE_PROBABILITY
@@ -70,4 +74,5 @@ def sample_variation(rng: np.random.Generator, phase: Optional[str] = None) -> V
         crop_offset_mm=(float(offset[0]), float(offset[1])),
         noise_scale=noise_scale,
         fat_seed=fat_seed,
+        stomach_scale=collapse if collapsed else 1.0,
     )

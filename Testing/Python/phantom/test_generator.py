@@ -405,3 +405,16 @@ def test_partial_coverage_and_fatty_gland():
     assert case.metadata["field_of_view_mm"] <= 261
     ct = sitk.GetArrayFromImage(sitk.DICOMOrient(case.ct, "LPS"))
     assert (ct[:, :, [0, -1]] > -500).any() and (sitk.GetArrayViewFromImage(case.labels) == 1).any()
+
+
+def test_collapsed_stomach_is_smaller_and_leaves_the_rest_of_the_patient():
+    draws = [sample_variation(np.random.default_rng(s)) for s in range(300)]
+    scales = np.array([d.stomach_scale for d in draws])
+    assert 0.3 < np.mean(scales < 1) < 0.5 and scales.min() >= variation.COLLAPSED_STOMACH_SCALE[0]
+    full = sample_variation(np.random.default_rng(1), phase="portal_venous")
+    empty = type(full)(**{**full.__dict__, "stomach_scale": 0.6})
+    glands = [shape_volume_ml(build_anatomy(np.random.default_rng(3), v).pancreas, 2.0) for v in (full, empty)]
+    assert glands[0] == glands[1]                                      # the pancreas does not move
+    stomachs = [next(op.shape for op in build_anatomy(np.random.default_rng(3), v).ops if op.name == "stomach")
+                for v in (full, empty)]
+    assert shape_volume_ml(stomachs[1], 2.0) < 0.5 * shape_volume_ml(stomachs[0], 2.0)
