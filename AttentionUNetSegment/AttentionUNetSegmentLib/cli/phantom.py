@@ -16,8 +16,8 @@ def register_cli(subparsers) -> None:
         description="Generate synthetic abdominal CTs (int16 Hounsfield units) with pancreas labels and "
         "write them as OUT_DIR/imagesTr/phantom_XXX_0000.nii.gz, OUT_DIR/labelsTr/phantom_XXX.nii.gz and "
         "OUT_DIR/dataset.json. Each case has random anatomy, spacing (0.6-1.0 mm in-plane, 1-5 mm "
-        "slices), field of view, noise and header orientation; the same --seed always gives the same "
-        "dataset.",
+        "slices), field of view, noise, header orientation and (unless --no-variation) contrast phase, "
+        "fatty pancreas, coverage and stomach filling; the same --seed always gives the same dataset.",
     )
     p.add_argument("out_dir", metavar="OUT_DIR",
                    help="dataset folder (created if missing; must not already hold a dataset unless --overwrite)")
@@ -32,6 +32,9 @@ def register_cli(subparsers) -> None:
     p.add_argument("--fast", action="store_true",
                    help="quick previews and tests: 1 x 1 x 5 mm voxels and a 120 mm z-range instead of random "
                    "scanner settings (same anatomy per seed)")
+    p.add_argument("--no-variation", action="store_true",
+                   help="leave out the per-case variation (contrast phase, fatty pancreas, coverage, cropped field "
+                   "of view, noise level, empty stomach): every case portal-venous, as before that variation")
     p.set_defaults(func=run_cli)
 
 
@@ -39,7 +42,8 @@ def run_cli(args: argparse.Namespace) -> int:
     """Run `phantom` from parsed arguments; returns the exit code."""
     start = time.perf_counter()
     out = write_dataset(args.out_dir, args.cases, args.seed, all_organs=args.all_organs,
-                        overwrite=args.overwrite, fast=args.fast, log=lambda line: print(line, flush=True))
+                        overwrite=args.overwrite, fast=args.fast, log=lambda line: print(line, flush=True),
+                        vary=not args.no_variation)
     print(f"Wrote {args.cases} case(s) to {out}/ (imagesTr/, labelsTr/, dataset.json) in "
           f"{time.perf_counter() - start:.1f} s")
     return 0

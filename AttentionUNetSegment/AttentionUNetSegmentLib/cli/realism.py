@@ -25,6 +25,8 @@ def register_cli(subparsers) -> None:
     p.add_argument("--phantoms", type=whole_number(1), default=4, metavar="N", help="phantoms to measure (default: 4)")
     p.add_argument("--seed", type=whole_number(0), default=0, metavar="S",
                    help="dataset seed of the phantoms, as for `phantom` (default: 0)")
+    p.add_argument("--no-variation", action="store_true",
+                   help="phantoms without the per-case variation (as `phantom --no-variation`), for a before/after")
     p.add_argument("--json", metavar="FILE", help="also write every number to this JSON file")
     p.add_argument("--figures", metavar="PREFIX",
                    help="also draw PREFIX_slices.png and PREFIX_hu.png (needs matplotlib)")
@@ -47,7 +49,7 @@ def run_cli(args: argparse.Namespace) -> int:
     for index in range(args.phantoms):
         seed = case_seed(args.seed, index)
         log(f"phantom {index + 1}/{args.phantoms} (seed {seed}) ...")
-        case = generate_case(seed, all_organs=True)
+        case = generate_case(seed, all_organs=True, vary=not args.no_variation)
         phantoms.append((f"phantom {index}", case.ct, case.labels))
     real, measured = compare(data, phantoms, log)
     print(format_table(real, measured))

@@ -30,7 +30,7 @@ from .anatomy import build_anatomy
 from .grid import Grid
 from .materials import MATERIALS, ORGAN_LABELS, phase_hu
 from .painting import Anatomy, render_materials
-from .variation import Variation, sample_variation
+from .variation import Variation, fixed_variation, sample_variation
 
 SLICE_THICKNESSES_MM = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 5.0)
 SLICE_WEIGHTS = (0.2, 0.1, 0.1, 0.15, 0.15, 0.15, 0.15)
@@ -266,18 +266,20 @@ def _apply_variation(acq: Acquisition, anatomy: Anatomy, variation: Variation, f
 def generate_case(seed: int, all_organs: bool = False, spacing_xyz: Optional[Sequence[float]] = None,
                   fov_mm: Optional[float] = None, z_extent_mm: Optional[float] = None,
                   orientation: Optional[str] = None, tilt_deg: Optional[float] = None,
-                  phase: Optional[str] = None) -> PhantomCase:
+                  phase: Optional[str] = None, vary: bool = True) -> PhantomCase:
     """Generate one phantom; the same `seed` (and arguments) always gives the same case.
 
     The anatomy depends on `seed` only; `spacing_xyz` (x, y, z mm), `fov_mm` (square in-plane
     field of view), `z_extent_mm`, `orientation` (a DICOMOrient code such as "LPS" or "RAS"),
     `tilt_deg` (gantry tilt) and `phase` ("portal_venous", "non_contrast", "arterial") override
-    the random scanner settings without changing the patient.
+    the random scanner settings without changing the patient. `vary=False` leaves out the
+    per-case variation (phase, fatty gland, coverage, crop, noise, empty stomach): the phantom of
+    before issue 12, voxel for voxel.
     """
     start = time.perf_counter()
     streams = np.random.SeedSequence(int(seed)).spawn(5)
     anatomy_rng, scanner_rng, intensity_rng, noise_rng, variation_rng = (np.random.default_rng(s) for s in streams)
-    variation = sample_variation(variation_rng, phase)
+    variation = sample_variation(variation_rng, phase) if vary else fixed_variation(phase)
     anatomy = build_anatomy(anatomy_rng, variation)
     extent = z_extent_mm if z_extent_mm is not None else variation.z_extent_mm
     acq = sample_acquisition(scanner_rng, anatomy, spacing_xyz, fov_mm, extent, orientation, tilt_deg)
@@ -372,7 +374,8 @@ def _write_json_atomic(data: dict, path: Path) -> None:
         temporary.write_text(json.dumps(data, indent=2) + "\n")
 
 
-def dataset_description(cases: int, seed: int, all_organs: bool, entries: list[dict], fast: bool) -> dict:
+def dataset_description(cases: int, seed: int, all_organs: bool, entries: list[dict], fast: bool,
+                        vary: bool = True) -> dict:
     labels = {"0": "background"}
     names = ORGAN_LABELS if all_organs else {"pancreas": 1}
     labels.update({str(v): k for k, v in sorted(names.items(), key=lambda kv: kv[1])})
@@ -392,7 +395,7 @@ def dataset_description(cases: int, seed: int, all_organs: bool, entries: list[d
         "training": [{"image": e["image"], "label": e["label"]} for e in entries],
         "test": [],
         "synthetic": True,
-        "generator": {"seed": int(seed), "all_organs": bool(all_organs), "fast": bool(fast),
+        "generator": {"seed": int(seed), "all_organs": bool(all_organs), "fast": bool(fast), "variation": bool(vary),
                       "cases": [{"id": e["id"], "seed": e["seed"], **e["summary"]} for e in entries]},
     }
 
@@ -402,7 +405,7 @@ FAST_SETTINGS = {"spacing_xyz": (1.0, 1.0, 5.0), "z_extent_mm": 120.0}
 
 def write_dataset(out_dir, cases: int, seed: int, all_organs: bool = False,
                   progress: Optional[Callable[[float, str], None]] = None, overwrite: bool = False,
-                  fast: bool = False, log: Optional[Callable[[str], None]] = None) -> Path:
+                  fast: bool = False, log: Optional[Callable[[str], None]] = None, vary: bool = True) -> Path:
     """Write `cases` phantoms to `out_dir` in the Decathlon layout and return the folder.
 
     Refuses a folder that already holds a dataset unless `overwrite`. Every file is written to a
@@ -423,7 +426,7 @@ def write_dataset(out_dir, cases: int, seed: int, all_organs: bool = False,
         name, this_seed = phantom_case_name(index, cases), case_seed(seed, index)
         if progress:
             progress(index / cases, f"Phantom {index + 1}/{cases}")
-        case = generate_case(this_seed, all_organs=all_organs, **(FAST_SETTINGS if fast else {}))
+        case = generate_case(this_seed, all_organs=all_organs, vary=vary, **(FAST_SETTINGS if fast else {}))
         image_path = out / "imagesTr" / f"{name}_0000.nii.gz"
         label_path = out / "labelsTr" / f"{name}.nii.gz"
         write_image(case.ct, image_path)
@@ -444,7 +447,7 @@ def write_dataset(out_dir, cases: int, seed: int, all_organs: bool = False,
     for path in sorted(stale):  # files of the replaced dataset that the new one does not have
         if path.is_file() and path.name != "dataset.json":
             path.unlink()
-    _write_json_atomic(dataset_description(cases, seed, all_organs, entries, fast), out / "dataset.json")
+    _write_json_atomic(dataset_description(cases, seed, all_organs, entries, fast, vary), out / "dataset.json")
     if progress:
         progress(1.0, "Phantoms written")
     return out

@@ -11,7 +11,7 @@ own random stream, so the anatomy, scanner and noise streams of a seed are uncha
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Optional
 
 import numpy as np
@@ -76,3 +76,17 @@ def sample_variation(rng: np.random.Generator, phase: Optional[str] = None) -> V
         fat_seed=fat_seed,
         stomach_scale=collapse if collapsed else 1.0,
     )
+
+
+#: The phantoms as they were before this variation (portal venous, no fatty gland, coverage and
+#: field of view centred as the scanner model draws them): with it a seed gives the same case,
+#: voxel for voxel, as the generator of before issue 12, for comparisons and old recipes.
+NO_VARIATION = Variation(phase="portal_venous", pancreas_fat_extra=0.0, z_extent_mm=None, z_shift_mm=0.0,
+                         crop_fov_mm=None, crop_offset_mm=(0.0, 0.0), noise_scale=1.0, fat_seed=0)
+
+
+def fixed_variation(phase: Optional[str] = None) -> Variation:
+    """`NO_VARIATION`, in contrast `phase` if given."""
+    if phase is not None and phase not in dict(PHASES):
+        raise ValueError(f"unknown contrast phase {phase!r}; expected one of {', '.join(dict(PHASES))}")
+    return replace(NO_VARIATION, phase=phase or NO_VARIATION.phase)

@@ -344,7 +344,7 @@ def test_cli_help_documents_every_option(capsys):
         main(["phantom", "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for option in ("OUT_DIR", "--cases", "--seed", "--all-organs", "--overwrite", "--fast"):
+    for option in ("OUT_DIR", "--cases", "--seed", "--all-organs", "--overwrite", "--fast", "--no-variation"):
         assert option in text
     assert "default: 10" in text and "default: 0" in text
 
@@ -418,3 +418,16 @@ def test_collapsed_stomach_is_smaller_and_leaves_the_rest_of_the_patient():
     stomachs = [next(op.shape for op in build_anatomy(np.random.default_rng(3), v).ops if op.name == "stomach")
                 for v in (full, empty)]
     assert shape_volume_ml(stomachs[1], 2.0) < 0.5 * shape_volume_ml(stomachs[0], 2.0)
+
+
+def test_no_variation_is_the_portal_venous_template(fast_cases):
+    seed = FAST_SEEDS[1]                                   # drawn arterial, with a long scan
+    assert fast_cases[1].metadata["phase"] == "arterial"
+    plain = phantom.generate_case(seed, all_organs=True, vary=False, **phantom.FAST_SETTINGS)
+    assert plain.metadata["phase"] == "portal_venous"
+    assert plain.metadata["variation"] == variation.NO_VARIATION.as_dict()
+    # The same grid (the z-range is given), other intensities.
+    assert _arrays(plain)[0].shape == _arrays(fast_cases[1])[0].shape
+    assert not np.array_equal(_arrays(plain)[0], _arrays(fast_cases[1])[0])
+    forced = phantom.generate_case(seed, all_organs=True, vary=False, phase="non_contrast", **phantom.FAST_SETTINGS)
+    assert forced.metadata["phase"] == "non_contrast"
