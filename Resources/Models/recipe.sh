@@ -24,11 +24,11 @@ case "${2:-}" in
   *) echo "recipe.sh: unknown phase set '$2' (use real-cpu or real-gpu)" >&2; exit 2 ;;
 esac
 
-[ -f "$work/phantom_train/dataset.json" ] || run_aus phantom "$work/phantom_train" --cases 40 --seed 0
-[ -f "$work/phantom_test/dataset.json" ] || run_aus phantom "$work/phantom_test" --cases 10 --seed 5000
-[ -f "$work/phantom_test2/dataset.json" ] || run_aus phantom "$work/phantom_test2" --cases 20 --seed 6000
-[ -f "$work/phantom_test3/dataset.json" ] || run_aus phantom "$work/phantom_test3" --cases 20 --seed 7000
-[ -f "$work/phantom_test4/dataset.json" ] || run_aus phantom "$work/phantom_test4" --cases 30 --seed 8000
+[ -f "$work/phantom_train/dataset.json" ] || run_aus phantom "$work/phantom_train" --cases 40 --seed 0 --no-variation
+[ -f "$work/phantom_test/dataset.json" ] || run_aus phantom "$work/phantom_test" --cases 10 --seed 5000 --no-variation
+[ -f "$work/phantom_test2/dataset.json" ] || run_aus phantom "$work/phantom_test2" --cases 20 --seed 6000 --no-variation
+[ -f "$work/phantom_test3/dataset.json" ] || run_aus phantom "$work/phantom_test3" --cases 20 --seed 7000 --no-variation
+[ -f "$work/phantom_test4/dataset.json" ] || run_aus phantom "$work/phantom_test4" --cases 30 --seed 8000 --no-variation
 
 # ---------------------------------------------------------------------------------------------
 # Phantoms + real cases (issue 12). Each real case is its own one-case dataset (a flat folder of

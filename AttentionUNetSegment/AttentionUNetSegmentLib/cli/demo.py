@@ -25,10 +25,13 @@ def register_cli(subparsers) -> None:
     p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap (default: 0.5)")
     p.add_argument("--fast", action="store_true",
                    help="a coarser, shorter phantom (1x1x5 mm, 120 mm long) for a quick look")
+    p.add_argument("--vary", action="store_true",
+                   help="add the per-case variation of `phantom` (contrast phase, fatty pancreas, coverage): "
+                   "phantoms the bundled model was not trained on")
     p.add_argument("--progress", choices=("bar", "json", "none"), default="bar")
     p.set_defaults(func=run_cli)
 
 
 def run_cli(args: argparse.Namespace) -> int:
     return run_demo(args.output, seed=args.seed, model_file=args.model, device=args.device, overlap=args.overlap,
-                    fast=args.fast, progress=args.progress)
+                    fast=args.fast, progress=args.progress, vary=args.vary)
