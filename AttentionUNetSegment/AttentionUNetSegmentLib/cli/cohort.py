@@ -200,4 +200,4 @@ def _write_cohort_summary(path: str, rank: int, world: int, report: CohortReport
                "cases_per_minute": per_minute, "seconds": minutes * 60.0, "rank": rank, "world_size": world,
                "cases": report.ok, "failures": report.failed}
     with atomic_output(target) as temporary:
-        temporary.write_text(json.dumps(summary, indent=2))
+        temporary.write_text(json.dumps(summary, indent=2), encoding="utf-8")

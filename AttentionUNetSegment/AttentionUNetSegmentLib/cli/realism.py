@@ -55,7 +55,7 @@ def run_cli(args: argparse.Namespace) -> int:
     print(format_table(real, measured))
     if args.json:
         with atomic_output(args.json) as temporary:
-            temporary.write_text(json.dumps({"real": real, "phantoms": measured}, indent=1) + "\n")
+            temporary.write_text(json.dumps({"real": real, "phantoms": measured}, indent=1) + "\n", encoding="utf-8")
     if args.figures:
         from ..reports.figures import FiguresUnavailable
         from ..reports.realism import hu_png, slices_png

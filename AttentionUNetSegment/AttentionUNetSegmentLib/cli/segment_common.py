@@ -101,7 +101,7 @@ def write_outputs(result, targets: Targets, args, summary: Optional[dict] = None
         if targets.summary is not None and summary is not None:
             summary["seconds"]["write"] = seconds
             summary["seconds"]["total"] = sum(v for k, v in summary["seconds"].items() if k != "total")
-            stack.enter_context(atomic_output(targets.summary)).write_text(json.dumps(summary, indent=2))
+            stack.enter_context(atomic_output(targets.summary)).write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return seconds
 
 

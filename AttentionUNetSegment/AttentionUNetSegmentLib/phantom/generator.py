@@ -371,7 +371,7 @@ def _write_json_atomic(data: dict, path: Path) -> None:
     from ..files.writing import atomic_output
 
     with atomic_output(path) as temporary:
-        temporary.write_text(json.dumps(data, indent=2) + "\n")
+        temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 def dataset_description(cases: int, seed: int, all_organs: bool, entries: list[dict], fast: bool,

@@ -96,7 +96,7 @@ def run_demo(output: PathLike = "demo-output", seed: int = DEFAULT_DEMO_SEED, mo
         "seconds": result.seconds, "device": result.inference.device, "model": str(model_path),
         "model_description": spec.description,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     print(f"Dice vs phantom truth: {score:.3f}  (pancreas {volumes.get('Pancreas', 0):.1f} mL predicted, "
           f"{truth_ml:.1f} mL true; {result.seconds['total']:.1f} s on {result.inference.device})")
     print(f"Wrote {out}/: {written}")

@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 # rather than computed so that Slicer needs no plotting library.
 def attention_color_table(path: Optional[os.PathLike | str] = None) -> np.ndarray:
     """(256, 4) uint8 RGBA from the colour table file (`index name R G B A` lines)."""
-    rows = [line.split() for line in Path(path or attention_color_table_path()).read_text().splitlines()
+    rows = [line.split() for line in Path(path or attention_color_table_path()).read_text(encoding="utf-8").splitlines()
             if line.strip() and not line.startswith("#")]
     return np.array([[int(v) for v in row[2:6]] for row in rows], dtype=np.uint8)
 

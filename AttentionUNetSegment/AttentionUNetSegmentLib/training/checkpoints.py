@@ -56,7 +56,7 @@ def write_log(path: Path, history: list[dict]) -> None:
                          (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k])
                          for k in LOG_COLUMNS})
     with atomic_output(path) as tmp:
-        tmp.write_text(buffer.getvalue())
+        tmp.write_text(buffer.getvalue(), encoding="utf-8")
 
 
 def write_curve(path: Path, history: list[dict], title: str = "") -> str | None:

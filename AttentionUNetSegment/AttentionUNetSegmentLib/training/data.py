@@ -151,7 +151,7 @@ def read_dataset_json(dataset_dir: str | os.PathLike) -> dict:
     if not path.exists():
         return {}
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise InputError(path, f"unreadable dataset.json ({error})") from None
 

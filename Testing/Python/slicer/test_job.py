@@ -72,7 +72,7 @@ def test_log_lines_are_written_on_the_polling_thread(tmp_path, caplog):
     fake.write_text("#!/bin/sh\n"
                     "echo '{\"fraction\": 0.5, \"message\": \"half\"}' >&2\n"
                     "echo 'Pancréas: café ☕ warning' >&2\n"
-                    "echo 'error: /x/ct.nrrd: is not 3D' >&2\nexit 2\n")
+                    "echo 'error: /x/ct.nrrd: is not 3D' >&2\nexit 2\n", encoding="utf-8")
     fake.chmod(0o755)
     caplog.set_level(logging.INFO, logger=job_module.logger.name)
     job = SegmentationJob(sitk.Image([4, 4, 4], sitk.sitkInt16), python_executable=str(fake),
