@@ -137,7 +137,7 @@ def preprocess(
     return PreprocessedVolume(array=array, grid=_empty_like_grid(hu))
 
 
-def _padded_channel(channel_zyx: np.ndarray, grid: sitk.Image) -> sitk.Image:
+def padded_channel(channel_zyx: np.ndarray, grid: sitk.Image) -> sitk.Image:
     """Channel on ``grid``, padded by one edge-replicated voxel on every side.
 
     Why: ``resample_to_spacing`` rounds the grid size, so its far edge may lie up to half a
@@ -189,7 +189,7 @@ def restore_to_input(
     out = np.empty((channels.shape[0],) + out_shape_zyx, dtype=np.float32)
     identity = sitk.Transform(3, sitk.sitkIdentity)
     for c in range(channels.shape[0]):
-        source = _padded_channel(channels[c], grid)
+        source = padded_channel(channels[c], grid)
         restored = sitk.Resample(
             source, input_image, identity, interpolator, float(default_value), sitk.sitkFloat32
         )

@@ -24,7 +24,7 @@ from typing import Optional
 import numpy as np
 import SimpleITK as sitk
 
-from .preprocessing import _padded_channel
+from .preprocessing import padded_channel
 
 #: z-slices per slab when a whole map is resampled: ~16 MB of float32 per 512x512 CT slab.
 SLAB_SLICES = 16
@@ -73,7 +73,7 @@ def restore_box(channel_zyx: np.ndarray, grid: sitk.Image, ct: sitk.Image, box: 
                 interpolator: int = sitk.sitkLinear, default_value: float = 0.0) -> np.ndarray:
     """`channel_zyx` (on `grid`) resampled onto the CT voxels of `box`: (z, y, x) float32."""
     start_xyz, size_xyz = box
-    source = _padded_channel(channel_zyx, grid)
+    source = padded_channel(channel_zyx, grid)
     restored = sitk.Resample(
         source, list(size_xyz), sitk.Transform(3, sitk.sitkIdentity), interpolator,
         ct.TransformIndexToPhysicalPoint([int(v) for v in start_xyz]), ct.GetSpacing(), ct.GetDirection(),
@@ -93,7 +93,7 @@ def restore_in_slabs(channel_zyx: np.ndarray, grid: sitk.Image, ct: sitk.Image,
     size_xyz = ct.GetSize()
     if out is None:
         out = np.empty(tuple(reversed(size_xyz)), dtype=np.float32)
-    source = _padded_channel(channel_zyx, grid)
+    source = padded_channel(channel_zyx, grid)
     identity = sitk.Transform(3, sitk.sitkIdentity)
     for z in range(0, size_xyz[2], slab_slices):
         depth = min(slab_slices, size_xyz[2] - z)
