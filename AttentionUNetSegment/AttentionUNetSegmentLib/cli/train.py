@@ -50,6 +50,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer", choices=("adam", "sgd"), help=f"(default: {d.optimizer})")
     p.add_argument("--lr", type=float, help="learning rate (default: 1e-4 adam, 1e-2 sgd "
                    "with polynomial decay)")
+    p.add_argument("--lr-schedule", choices=("auto", "poly", "constant"),
+                   help="auto (default): constant for adam, polynomial decay to 0 for sgd")
     p.add_argument("--weight-decay", type=float, help="(default: 0 adam, 3e-5 sgd)")
     p.add_argument("--labels", "--label-map", dest="labels", metavar="MAP",
                    help="'merge' (default: every label > 0 is pancreas; Task07 tumour merged) "
@@ -85,6 +87,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    dest="extra_datasets", help="another dataset to train on (repeatable): "
                    "WEIGHT = share of the patches drawn from it (default: in proportion to its "
                    "cases), LABELS = its label map (default: --labels), e.g. real:0.3:7:1")
+    p.add_argument("--context-classes", action="store_true", default=None,
+                   help="train classes 2..K of --labels (liver, stomach, vessels...) as context "
+                   "only: validation scores the pancreas and segment writes only the pancreas")
     p.add_argument("--init-from", metavar="MODEL.pt", help="start from this model file's "
                    "weights (fine-tuning; its network, widths, spacing and patch are taken over "
                    "unless given)")
@@ -101,8 +106,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 _ARG_FIELDS = ("arch", "epochs", "iterations_per_epoch", "batch_size", "optimizer", "lr",
-               "weight_decay", "labels", "val_fraction", "val_cases", "val_every", "seed",
-               "widths", "device", "num_workers", "amp", "sync_batchnorm", "cache", "weights_bf16")
+               "lr_schedule", "weight_decay", "labels", "val_fraction", "val_cases", "val_every", "seed",
+               "widths", "device", "num_workers", "amp", "sync_batchnorm", "cache", "weights_bf16",
+               "context_classes")
 
 
 def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:

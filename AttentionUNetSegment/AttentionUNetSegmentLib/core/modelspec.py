@@ -27,6 +27,15 @@ class ModelSpec:
     patch_size_zyx: tuple[int, int, int]  # sliding-window size, multiple of the network's divisor
     training: dict = field(default_factory=dict)  # free-form summary: data, epochs, Dice, "synthetic"
     description: str = ""
+    # Classes after `labels` that the network predicts only as context (trained so that it
+    # tells the pancreas from the liver, duodenum, vessels...); never written: the pipeline
+    # folds them into the background (fold_context_classes).
+    context_labels: list[LabelInfo] = field(default_factory=list)
+
+    @property
+    def n_network_classes(self) -> int:
+        """Channels of the network's output: background, the output labels, the context."""
+        return 1 + len(self.labels) + len(self.context_labels)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain Python types only, so ``torch.load(weights_only=True)`` and JSON can hold it."""
@@ -40,6 +49,7 @@ class ModelSpec:
             "patch_size_zyx": [int(v) for v in self.patch_size_zyx],
             "training": _plain(self.training),
             "description": str(self.description),
+            "context_labels": [label.to_dict() for label in self.context_labels],
         }
 
     @classmethod
@@ -62,6 +72,7 @@ class ModelSpec:
             patch_size_zyx=patch,  # type: ignore[arg-type]
             training=dict(data.get("training", {})),
             description=str(data.get("description", "")),
+            context_labels=[LabelInfo.from_dict(item) for item in data.get("context_labels", [])],
         )
 
 

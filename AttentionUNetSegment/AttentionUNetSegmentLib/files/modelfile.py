@@ -191,9 +191,9 @@ def load_model(path: PathLike, device: Union[str, torch.device] = "cpu") -> tupl
         raise ModelFileError(file, f"uses an unknown architecture '{spec.architecture}' "
                                    f"(this version knows {', '.join(ARCHITECTURES)})")
     n_classes = spec.network_args.get("n_classes")
-    if n_classes is not None and n_classes != len(spec.labels) + 1:
+    if n_classes is not None and n_classes != spec.n_network_classes:
         raise ModelFileError(file, f"is inconsistent: {n_classes} network classes but {len(spec.labels)} "
-                                   "labels + background")
+                                   f"labels + {len(spec.context_labels)} context + background")
     try:
         model = build_network(spec.architecture, **spec.network_args)
     except (TypeError, ValueError) as error:

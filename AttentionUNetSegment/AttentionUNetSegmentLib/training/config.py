@@ -13,7 +13,7 @@ from .randomisation import DomainRandomisationConfig
 ARCH_CHOICES = {"attention": "attention_unet3d", "unet": "unet3d"}
 #: Changing these between a run and its --resume would train a different model.
 FIXED_ON_RESUME = ("arch", "widths", "patch_size_zyx", "spacing_zyx", "labels", "optimizer",
-                   "batch_size", "seed", "extra_datasets", "init_from")
+                   "batch_size", "seed", "extra_datasets", "init_from", "context_classes")
 
 
 @dataclass
@@ -50,6 +50,9 @@ class TrainConfig:
     extra_datasets: tuple[dict, ...] = ()
     init_from: str | None = None            # a model file whose weights start the run
     weights_bf16: bool = False              # model.pt/last.pt weights stored in bfloat16
+    # Classes 2..K (liver, stomach, vessels...) trained as context only: validation scores the
+    # pancreas, and the model file outputs only the pancreas (ModelSpec.context_labels).
+    context_classes: bool = False
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     randomisation: DomainRandomisationConfig = field(default_factory=DomainRandomisationConfig)
 

@@ -29,11 +29,13 @@ class LoadedCase:
     id: str
     image: np.ndarray          # (z, y, x) float32, normalised intensities
     label: np.ndarray          # (z, y, x) uint8 class indices
-    foreground: np.ndarray = field(init=False)   # (n,) int64 flat indices of label > 0
+    foreground: np.ndarray = field(init=False)   # (n,) int64 flat indices of the pancreas (1)
 
     def __post_init__(self) -> None:
-        # Kept once per case: foreground oversampling draws from it every patch.
-        self.foreground = np.flatnonzero(np.asarray(self.label).ravel() > 0)
+        # Kept once per case: foreground oversampling draws from it every patch. Only the
+        # pancreas (class 1): with organs trained as context (liver, stomach, ...) centring
+        # on any label would centre most patches on the liver, the largest.
+        self.foreground = np.flatnonzero(np.asarray(self.label).ravel() == 1)
 
 
 def background_value(intensity) -> float:

@@ -108,7 +108,9 @@ def build_model_spec(config: TrainConfig, record: TrainingRecord, network_args: 
 
     return ModelSpec(
         format_version=FORMAT_VERSION, architecture=ARCH_CHOICES[config.arch],
-        network_args=dict(network_args), labels=labels,
+        network_args=dict(network_args),
+        labels=labels[:1] if config.context_classes else labels,
+        context_labels=labels[1:] if config.context_classes else [],
         spacing_zyx=tuple(float(s) for s in config.spacing_zyx), intensity=intensity,
         patch_size_zyx=tuple(config.patch_size_zyx),
         training=training_summary(config, record, epochs_done, lr_phases, best_dice,

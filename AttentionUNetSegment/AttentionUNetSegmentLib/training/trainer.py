@@ -132,7 +132,8 @@ def _run_epoch(config: TrainConfig, data: TrainingData, run: TrainingState, data
 
     val_dice = None      # decisions below are identical on every rank
     if data.val and ((epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs):
-        val_dice = _validate(run.raw_model, data.val, config, data.n_classes, run.use_amp, ctx)
+        scored_classes = 2 if config.context_classes else data.n_classes
+        val_dice = _validate(run.raw_model, data.val, config, scored_classes, run.use_amp, ctx)
     improved = val_dice is not None and (run.best_dice is None or val_dice > run.best_dice)
     if improved:
         run.best_dice, run.best_epoch = val_dice, epoch + 1
@@ -242,7 +243,8 @@ def _mean_dice(pred: np.ndarray, truth: np.ndarray, n_classes: int) -> float:
 
 def _validate(model: nn.Module, cases: list, config: TrainConfig, n_classes: int, use_amp: bool,
               ctx: DistributedContext) -> float:
-    """Mean Dice over the validation cases, on the model grid, shared out between ranks."""
+    """Mean Dice over the validation cases and classes 1..n_classes-1, on the model grid,
+    shared out between ranks."""
     from ..core.inference import InferenceOptions, sliding_window_predict
 
     options = InferenceOptions(patch_size_zyx=tuple(config.patch_size_zyx),

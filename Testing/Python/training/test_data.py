@@ -235,6 +235,18 @@ def test_foreground_oversampling_rate():
     assert PatchSampler((16, 16, 16), 0.0).sample(case, rng)[2] is False
 
 
+def test_forced_patches_centre_on_the_pancreas_not_on_context_organs():
+    # A large "liver" (class 2) and a small pancreas (1): centring on any label would put
+    # nearly every forced patch on the liver, far from the pancreas.
+    case = _block_case()
+    case = LoadedCase("organs", case.image, np.where(np.arange(64)[:, None, None] < 30, 2, case.label)
+                      .astype(np.uint8))
+    assert (case.label.ravel()[case.foreground] == 1).all() and case.foreground.size == 8
+    sampler = PatchSampler((16, 16, 16), foreground_probability=1.0)
+    rng = np.random.default_rng(3)
+    assert all((label == 1).any() for _, label, _ in (sampler.sample(case, rng) for _ in range(50)))
+
+
 def test_patch_stream_is_deterministic_per_rank_and_epoch():
     case = _block_case((40, 40, 40))
     sampler = PatchSampler((16, 16, 16), 0.33, -2.0)

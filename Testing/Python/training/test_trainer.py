@@ -427,3 +427,19 @@ def test_weights_bf16_halves_the_model_file_and_loads_as_float32(dataset, two_ep
     # model.pt rewritten with the bf16 agreement (where the CPU has bf16) stays bf16.
     best = torch.load(out / "model.pt", weights_only=True)["state_dict"]
     assert all(v.dtype == torch.bfloat16 for v in best.values() if v.is_floating_point())
+
+
+def test_context_classes_are_trained_but_only_the_pancreas_is_output(dataset, tmp_path):
+    # The spheres' label-2 core stands in for an organ trained as context (the liver, ...).
+    out = tmp_path / "model"
+    result = train(replace(TINY, epochs=1, labels="1:1,2:2", context_classes=True), dataset, out,
+                   progress=False)
+    model, spec = load_model(out)
+    assert [label.name for label in spec.labels] == ["Pancreas"]
+    assert [label.name for label in spec.context_labels] == ["Cancer"]
+    assert spec.network_args["n_classes"] == 3 == spec.n_network_classes
+    assert 0.0 <= result.best_val_dice <= 1.0
+    args = config_from_args(_parser().parse_args(
+        ["train", str(dataset), "-o", str(tmp_path / "m2"), "--labels", "1:1,2:2", "--context-classes",
+         "--lr-schedule", "poly"]))
+    assert args.context_classes and args.schedule == "poly"
