@@ -89,3 +89,26 @@ def test_the_recipe_real_case_folders_are_valid_datasets(tmp_path):
     for case in REAL:
         found = find_cases(tmp_path / "real" / case)      # labels on their CT's grid
         assert [c.id for c in found] == [case]
+
+
+@pytest.mark.parametrize("mode", ["context-cpu", "context-gpu"])
+def test_context_phases_train_on_phantoms_only_and_score_every_real_case(tmp_path, mode):
+    commands = _dry_run(tmp_path, mode)
+    phantoms = [c for c in commands if c[0] == "phantom"]
+    assert [c[1] for c in phantoms] == [str(tmp_path / n) for n in
+                                        ("phantom_context", "phantom_test_vary", "phantom_test_novary")]
+    assert "--all-organs" in phantoms[0] and "--no-variation" not in phantoms[0]
+    trains = [c for c in commands if c[0] == "train"]
+    assert [_option_values(c, "--arch")[0] for c in trains] == ["attention", "unet"]   # + ablation
+    for command in trains:
+        assert command[1] == str(tmp_path / "phantom_context")
+        assert "--extra-dataset" not in command and "--init-from" not in command   # no real case
+        assert "--context-classes" in command and "--domain-randomisation" in command
+        assert _option_values(command, "--labels")[0].startswith("1:1,")           # pancreas is 1
+        steps = int(_option_values(command, "--epochs")[0]) * int(
+            _option_values(command, "--iterations-per-epoch")[0])
+        if mode == "context-gpu":
+            assert "--weights-bf16" in command and steps * 2 / 15 <= 9 * 60
+    scored = [c for c in commands if c[0] == "evaluate" and "--gt-label" in c]
+    assert len(scored) == 2 * len(REAL) and all("--model" in c for c in scored)
+    assert {_option_values(c, "--gt-label")[0] for c in scored} == {"1", "7"}
