@@ -7,7 +7,7 @@
 #   bash Resources/Models/recipe.sh WORK_DIR real-gpu     paper widths, ~9 min per model (H200)
 # Issue 12 experiment 2: from scratch on varied phantoms with every organ as a context class and
 # domain randomisation; no real case in training, so every real case is scored held out:
-#   bash Resources/Models/recipe.sh WORK_DIR context-cpu  widths 8..128, ~100 min on 2 cores
+#   bash Resources/Models/recipe.sh WORK_DIR context-cpu  widths 8..128, ~100 min on 2 cores (56 epochs)
 #   bash Resources/Models/recipe.sh WORK_DIR context-gpu  paper widths, ~9 min per model (H200)
 # 1. 40 training phantoms (seed 0) and 80 held-out phantoms (10 with seed 5000, 20 with seed
 #    6000, 20 with seed 7000, 30 with seed 8000: derived case seeds never overlap the training
@@ -47,7 +47,7 @@ context_phases() {  # cpu | gpu
     settings=(--patch 160,160,96 --epochs 30 --iterations-per-epoch 125 --val-every 5 --workers 8
               --cache --weights-bf16)
   else
-    settings=(--widths 8,16,32,64,128 --patch 96,96,64 --epochs 80 --iterations-per-epoch 40
+    settings=(--widths 8,16,32,64,128 --patch 96,96,64 --epochs 56 --iterations-per-epoch 40
               --val-every 10 --workers 0)
   fi
   for arch in ${ARCHS:-attention unet}; do

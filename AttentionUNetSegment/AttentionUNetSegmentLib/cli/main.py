@@ -23,7 +23,7 @@ EXIT_CANCELLED = 130
 # Sub-commands beside `segment`, one module of this package each, exposing register_cli(subparsers).
 # A Slicer install ships only the runtime (core, files, slicer) and `segment`: a command whose
 # parts are not installed is left out of the parser rather than breaking it.
-_OPTIONAL_COMMANDS = ("phantom", "train", "evaluate", "compare", "demo", "realism")
+_OPTIONAL_COMMANDS = ("phantom", "train", "evaluate", "compare", "demo", "realism", "figure")
 
 
 def build_parser() -> argparse.ArgumentParser:
