@@ -52,23 +52,14 @@ def _mask(path: Path, labels, ct):
 
 
 def _attention_maps(folder: Path, ct) -> dict:
-    import SimpleITK as sitk
+    from ..files.attention import read_attention_maps
 
     if not folder.is_dir():
         raise InputError(folder, "is not a folder (pass segment's --attention-dir)")
-    files = sorted(p for p in folder.iterdir() if p.name.startswith("attention_")
-                   and p.name.endswith((".nii.gz", ".nii", ".nrrd")))
-    if not files:
-        raise InputError(folder, "holds no attention_<gate>.nii.gz or .nrrd file")
-    maps = {}
-    for path in files:
-        gate = path.name.removeprefix("attention_").split(".")[0]
-        try:
-            image = sitk.Cast(sitk.ReadImage(str(path)), sitk.sitkFloat32)
-        except RuntimeError as error:
-            raise InputError(path, f"cannot be read as an image ({str(error).strip().splitlines()[-1]})") from None
-        maps[gate] = _on_ct_grid(image, ct, nearest=False)
-    return maps
+    maps = read_attention_maps(folder)
+    if not maps:
+        raise InputError(folder, "holds no attention_<gate> map (segment --attention-dir writes them)")
+    return {gate: _on_ct_grid(image, ct, nearest=False) for gate, image in maps.items()}
 
 
 def run_cli(args: argparse.Namespace) -> int:

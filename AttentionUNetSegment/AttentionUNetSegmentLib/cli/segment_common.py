@@ -82,6 +82,7 @@ def write_outputs(result, targets: Targets, args, summary: Optional[dict] = None
     Every file goes to a temporary name first; the renames happen together at the end.
     """
     from ..files.segfile import write_labelmap_or_segmentation
+    from ..files.attention import attention_file_name
     from ..files.writing import atomic_output, write_image
 
     t0 = time.perf_counter()
@@ -93,7 +94,7 @@ def write_outputs(result, targets: Targets, args, summary: Optional[dict] = None
         if result.attention and targets.attention_dir is not None:
             targets.attention_dir.mkdir(parents=True, exist_ok=True)
         for name, attention in result.attention.items():
-            target = targets.attention_dir / f"attention_{name}.{args.attention_format}"
+            target = targets.attention_dir / attention_file_name(name, args.attention_format)
             # nrrd is the fast path (the Slicer module reads these back at once): no gzip.
             write_image(attention, stack.enter_context(atomic_output(target)),
                         compress=args.attention_format != "nrrd")

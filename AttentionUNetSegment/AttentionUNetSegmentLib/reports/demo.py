@@ -42,6 +42,7 @@ def run_demo(output: PathLike = "demo-output", seed: int = DEFAULT_DEMO_SEED, mo
     from ..core.progress import make_progress
     from ..evaluation.metrics import dice
     from ..files.modelfile import default_model_path, load_model
+    from ..files.attention import attention_file_name
     from ..files.segfile import write_labelmap_or_segmentation
     from ..files.writing import write_image
     from ..phantom.generator import FAST_SETTINGS, generate_case
@@ -75,7 +76,7 @@ def run_demo(output: PathLike = "demo-output", seed: int = DEFAULT_DEMO_SEED, mo
     write_labelmap_or_segmentation(result.labelmap, out / "pancreas.nii.gz", result.labels)
     write_labelmap_or_segmentation(result.labelmap, out / "pancreas.seg.nrrd", result.labels)
     for name, attention in result.attention.items():
-        write_image(attention, out / "attention" / f"attention_{name}.nii.gz")
+        write_image(attention, out / "attention" / attention_file_name(name, "nii.gz"))
     # to_canonical only permutes/flips axes, so the spacing follows the same permutation.
     canonical = to_canonical(ct)
     written = "ct.nii.gz truth.nii.gz pancreas.nii.gz pancreas.seg.nrrd attention/ figure.png summary.json"

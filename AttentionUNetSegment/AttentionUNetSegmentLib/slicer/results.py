@@ -37,16 +37,6 @@ def default_labels() -> list[dict[str, Any]]:
     return [PANCREAS.to_dict()]
 
 
-def _read_attention(attention_dir: Path, gates: Sequence[str]) -> dict[str, sitk.Image]:
-    attention: dict[str, sitk.Image] = {}
-    for gate in gates:
-        matches = sorted(attention_dir.glob(f"attention_{gate}.*"))
-        if matches:
-            image = sitk.ReadImage(str(matches[0]))
-            attention[gate] = image if image.GetPixelID() == sitk.sitkFloat32 else sitk.Cast(image, sitk.sitkFloat32)
-    return attention
-
-
 def load_output_files(work_dir: os.PathLike | str) -> SegmentationOutput:
     """Read what `segment` wrote into a job folder (labels, attention_<gate>.nrrd, summary)."""
     folder = Path(work_dir)
@@ -56,10 +46,9 @@ def load_output_files(work_dir: os.PathLike | str) -> SegmentationOutput:
     labelmap = sitk.ReadImage(str(folder / LABELS_FILE))
     if labelmap.GetPixelID() != sitk.sitkUInt8:
         labelmap = sitk.Cast(labelmap, sitk.sitkUInt8)
-    attention_dir = folder / ATTENTION_DIR
-    gates = summary.get("gates") or sorted(
-        p.name[len("attention_"):].split(".")[0] for p in attention_dir.glob("attention_*"))
-    attention = _read_attention(attention_dir, gates)
+    from ..files.attention import read_attention_maps
+
+    attention = read_attention_maps(folder / ATTENTION_DIR, summary.get("gates") or None)
     return SegmentationOutput(labelmap, attention, summary.get("labels") or default_labels(), summary)
 
 
