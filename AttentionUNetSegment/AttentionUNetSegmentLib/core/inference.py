@@ -56,6 +56,20 @@ class InferenceOptions:
     return_attention: bool = True
     cpu_bf16_validated: bool = False  # the model file says bf16 agrees with fp32 (precision.py)
     memory_format: str = "auto"  # auto|channels_last|contiguous: layout of windows and weights
+    # Classes from this index on are context (ModelSpec.context_labels): folded into the
+    # background window by window, so the stitching buffers hold only the output classes.
+    context_from: Optional[int] = None
+
+
+def fold_context_logits(logits: torch.Tensor, context_from: int) -> torch.Tensor:
+    """(B, K, ...) -> (B, context_from, ...): classes context_from..K-1 join the background.
+    The new background logit is the log-sum-exp of the old one and the context logits, so its
+    softmax probability is exactly their summed probability and the other classes' are unchanged.
+    Pairwise, not over a concatenated copy: one extra channel in memory, not K."""
+    background = logits[:, 0]
+    for channel in range(context_from, logits.shape[1]):
+        background = torch.logaddexp(background, logits[:, channel])
+    return torch.cat([background[:, None], logits[:, 1:context_from]], dim=1)
 
 
 @dataclass
@@ -309,8 +323,9 @@ class _WindowSource:
 
 
 def _forward(model: nn.Module, windows: torch.Tensor, scales: dict[str, int], device: torch.device,
-             precision: str, weights: _WindowWeights):
-    """Gaussian-weighted logits (b, K, pz, py, px) and maps name -> (b, pz/s, py/s, px/s), float32."""
+             precision: str, weights: _WindowWeights, context_from: Optional[int] = None):
+    """Gaussian-weighted logits (b, K, pz, py, px) and maps name -> (b, pz/s, py/s, px/s), float32;
+    K counts the output classes only when `context_from` folds the context ones."""
     with _autocast(device, precision):
         if scales:
             logits, maps = model(windows, return_attention=True)
@@ -318,7 +333,10 @@ def _forward(model: nn.Module, windows: torch.Tensor, scales: dict[str, int], de
             logits, maps = model(windows), {}
     # Weight on the compute device, then one transfer per batch to the buffers.
     gauss, map_gauss = weights.on(device)
-    logits = logits.float() * gauss
+    logits = logits.float()
+    if context_from is not None:   # before the weighting: log-sum-exp of raw logits
+        logits = fold_context_logits(logits, context_from)
+    logits = logits * gauss
     maps = {name: maps[name][:, 0].float() * map_gauss[name] for name in scales}
     return logits, maps
 
@@ -373,7 +391,8 @@ def sliding_window_predict(
                 chunk = starts[done:done + batch_size]
                 try:
                     windows = source.windows(chunk, device, _memory_format(device, layout_name))
-                    logits, maps = _forward(runner, windows, scales, device, precision, weights)
+                    logits, maps = _forward(runner, windows, scales, device, precision, weights,
+                                            options.context_from)
                 except Exception as error:  # noqa: BLE001 - only out-of-memory is handled
                     if not _is_out_of_memory(error):
                         raise

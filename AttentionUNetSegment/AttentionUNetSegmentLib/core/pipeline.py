@@ -191,24 +191,12 @@ def infer(case: PreparedCase, model: torch.nn.Module, spec: ModelSpec,
         precision=options.precision,
         return_attention=options.attention,
         cpu_bf16_validated=model_allows_cpu_bf16(spec.training),
+        context_from=1 + len(spec.labels) if spec.context_labels else None,
     )
     result = sliding_window_predict(model, case.pre.array, inference_options, progress=progress, cancel=cancel)
-    result.logits = fold_context_classes(result.logits, len(spec.labels))
     case.pre.array = None  # the network input is no longer needed; free it before restoring
     case.seconds["inference"] = time.perf_counter() - t0
     return result
-
-
-def fold_context_classes(logits: np.ndarray, n_labels: int) -> np.ndarray:
-    """(K, z, y, x) logits -> (1 + n_labels, z, y, x): the context classes after the output
-    labels join the background. The new background logit is the log-sum-exp of the old one and
-    the context logits, so its softmax probability is exactly their summed probability and the
-    output labels' probabilities are unchanged."""
-    if logits.shape[0] == 1 + n_labels:
-        return logits
-    logits_t = torch.from_numpy(logits)
-    background = torch.logsumexp(torch.cat([logits_t[:1], logits_t[1 + n_labels:]]), dim=0)
-    return torch.cat([background[None], logits_t[1:1 + n_labels]]).numpy()
 
 
 def _foreground_on_model_grid(logits: np.ndarray) -> np.ndarray:

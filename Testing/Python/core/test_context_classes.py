@@ -1,6 +1,7 @@
 """Context classes: organs a model predicts only so that it tells the pancreas from its
-neighbours. The model file lists them apart from its output labels; the pipeline folds them into
-the background, so segment writes only the pancreas and its probability is unchanged."""
+neighbours. The model file lists them apart from its output labels; inference folds them into the
+background window by window, so segment writes only the pancreas and its probability is
+unchanged."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from AttentionUNetSegmentLib.core.errors import ModelFileError
 from AttentionUNetSegmentLib.core.labels import LabelInfo
 from AttentionUNetSegmentLib.core.modelspec import ModelSpec
 from AttentionUNetSegmentLib.core.network import build_network
-from AttentionUNetSegmentLib.core.pipeline import SegmentationOptions, fold_context_classes, segment_image
+from AttentionUNetSegmentLib.core.inference import fold_context_logits
+from AttentionUNetSegmentLib.core.pipeline import SegmentationOptions, segment_image
 from AttentionUNetSegmentLib.files.modelfile import load_model, save_model, tiny_test_model
 
 LIVER = LabelInfo(2, "Liver", (0.8, 0.4, 0.3))
@@ -20,14 +22,12 @@ STOMACH = LabelInfo(3, "Stomach", (0.5, 0.8, 0.4))
 
 
 def test_folding_sums_the_context_into_background_and_keeps_the_pancreas():
-    logits = np.random.default_rng(0).normal(0, 3, size=(4, 5, 6, 7)).astype(np.float32)
-    folded = fold_context_classes(logits, n_labels=1)                    # (2, z, y, x)
-    assert folded.shape == (2, 5, 6, 7)
-    before = torch.softmax(torch.from_numpy(logits), 0).numpy()
-    after = torch.softmax(torch.from_numpy(folded), 0).numpy()
-    np.testing.assert_allclose(after[1], before[1], atol=1e-6)
-    np.testing.assert_allclose(after[0], before[0] + before[2] + before[3], atol=1e-6)
-    assert fold_context_classes(folded, n_labels=1) is folded           # nothing to fold
+    logits = torch.from_numpy(np.random.default_rng(0).normal(0, 3, size=(2, 4, 5, 6, 7)).astype(np.float32))
+    folded = fold_context_logits(logits, context_from=2)                 # (B, 2, z, y, x)
+    assert folded.shape == (2, 2, 5, 6, 7)
+    before, after = torch.softmax(logits, 1), torch.softmax(folded, 1)
+    torch.testing.assert_close(after[:, 1], before[:, 1], atol=1e-6, rtol=0)
+    torch.testing.assert_close(after[:, 0], before[:, 0] + before[:, 2] + before[:, 3], atol=1e-6, rtol=0)
 
 
 def _constant_model(tmp_path, fused_logits):
