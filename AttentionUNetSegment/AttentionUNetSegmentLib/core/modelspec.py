@@ -28,8 +28,8 @@ class ModelSpec:
     training: dict = field(default_factory=dict)  # free-form summary: data, epochs, Dice, "synthetic"
     description: str = ""
     # Classes after `labels` that the network predicts only as context (trained so that it
-    # tells the pancreas from the liver, duodenum, vessels...); never written: the pipeline
-    # folds them into the background (fold_context_classes).
+    # tells the pancreas from the liver, duodenum, vessels...); never written: inference
+    # folds them into the background window by window (inference.fold_context_logits).
     context_labels: list[LabelInfo] = field(default_factory=list)
 
     @property

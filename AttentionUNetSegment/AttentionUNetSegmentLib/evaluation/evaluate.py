@@ -27,6 +27,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..core.errors import InputError, PathLike
+from ..files.reading import read_image
 from ..files.writing import atomic_output, check_output_path
 from .metrics import METRIC_KEYS, evaluate_pair
 
@@ -199,11 +200,7 @@ def read_labelmap(path: PathLike, labels: LabelSpec,
     """
     path = Path(path)
     requested = parse_labels(labels)
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError as error:
-        detail = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown reason"
-        raise InputError(path, f"cannot be read as an image ({detail})") from None
+    image = read_image(path)
     notes: list[tuple[str, str]] = []
     if image_suffix(path) != ".seg.nrrd":
         return image, requested or default, notes

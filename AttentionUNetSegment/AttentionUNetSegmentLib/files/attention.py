@@ -8,7 +8,8 @@ from typing import Optional, Sequence
 
 import SimpleITK as sitk
 
-from ..core.errors import InputError, PathLike
+from ..core.errors import PathLike
+from .reading import read_image
 
 PREFIX = "attention_"
 
@@ -32,10 +33,6 @@ def read_attention_maps(folder: PathLike, gates: Optional[Sequence[str]] = None)
         matches = sorted(folder.glob(f"{PREFIX}{gate}.*"))
         if not matches:
             continue
-        try:
-            image = sitk.ReadImage(str(matches[0]))
-        except RuntimeError as error:
-            detail = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown reason"
-            raise InputError(matches[0], f"cannot be read as an image ({detail})") from None
+        image = read_image(matches[0])
         maps[gate] = image if image.GetPixelID() == sitk.sitkFloat32 else sitk.Cast(image, sitk.sitkFloat32)
     return maps

@@ -26,6 +26,7 @@ from .writing import full_extension
 __all__ = [
     "INPUT_EXTENSIONS",
     "read_ct",
+    "read_image",
     "check_ct_like",
 ]
 
@@ -222,6 +223,16 @@ def _raise_non_finite(shown: PathLike, array: np.ndarray) -> None:
 # --------------------------------------------------------------------------------------------
 # Reading
 # --------------------------------------------------------------------------------------------
+
+def read_image(path: PathLike) -> sitk.Image:
+    """Any image file (a labelmap, a map) as SimpleITK reads it; InputError naming the file,
+    with ITK's last line as the reason, when it cannot be read. CTs go through read_ct."""
+    try:
+        return sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        detail = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown reason"
+        raise InputError(path, f"cannot be read as an image ({detail})") from None
+
 
 def read_ct(path: PathLike) -> sitk.Image:
     """Read and validate a CT volume; raise ``InputError(path, problem)`` on anything unusable.

@@ -132,8 +132,7 @@ def _run_epoch(config: TrainConfig, data: TrainingData, run: TrainingState, data
 
     val_dice = None      # decisions below are identical on every rank
     if data.val and ((epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs):
-        scored_classes = 2 if config.context_classes else data.n_classes
-        val_dice = _validate(run.raw_model, data.val, config, scored_classes, run.use_amp, ctx)
+        val_dice = _validate(run.raw_model, data.val, config, run.use_amp, ctx)
     improved = val_dice is not None and (run.best_dice is None or val_dice > run.best_dice)
     if improved:
         run.best_dice, run.best_epoch = val_dice, epoch + 1
@@ -241,18 +240,20 @@ def _mean_dice(pred: np.ndarray, truth: np.ndarray, n_classes: int) -> float:
     return float(np.mean([dice(pred == c, truth == c) for c in range(1, n_classes)]))
 
 
-def _validate(model: nn.Module, cases: list, config: TrainConfig, n_classes: int, use_amp: bool,
+def _validate(model: nn.Module, cases: list, config: TrainConfig, use_amp: bool,
               ctx: DistributedContext) -> float:
-    """Mean Dice over the validation cases and classes 1..n_classes-1, on the model grid,
-    shared out between ranks."""
+    """Mean Dice over the validation cases and their output classes, on the model grid, shared
+    out between ranks. Context classes are folded into the background as `segment` folds them,
+    so only the pancreas is scored, and on what `segment` would decide."""
     from ..core.inference import InferenceOptions, sliding_window_predict
 
     options = InferenceOptions(patch_size_zyx=tuple(config.patch_size_zyx),
                                overlap=config.val_overlap, batch_size=config.batch_size,
                                device=str(ctx.device), precision="auto" if use_amp else "fp32",
-                               return_attention=False)
+                               return_attention=False,
+                               context_from=2 if config.context_classes else None)
     total = 0.0
     for case in cases[ctx.rank::ctx.world_size]:
         logits = sliding_window_predict(model, case.image, options).logits   # (K, z, y, x)
-        total += _mean_dice(logits.argmax(0), case.label, n_classes)
+        total += _mean_dice(logits.argmax(0), case.label, logits.shape[0])
     return ctx.sum([total])[0] / len(cases)
