@@ -1,0 +1,104 @@
+#!/usr/bin/env python
+"""How well a context-class model's organs transfer to real CT: Dice per network class.
+
+A model trained with `train --context-classes` predicts the pancreas and, as context, the
+organs around it (`segment` folds those into the background). This script keeps every class
+(argmax over all of them, on the model grid) and scores each against the organ labels of the
+real scans that carry them (TotalSegmentator s0009 and example, ../shared/data): it separates
+"the model does not recognise real anatomy" from "the model does not recognise the pancreas".
+Read-only; prints one line per class and case.
+
+    python benchmarks/context_organs_on_real.py [--model FILE] [--data ../shared/data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "AttentionUNetSegment"))
+
+from AttentionUNetSegmentLib.core.geometry import to_canonical  # noqa: E402
+from AttentionUNetSegmentLib.core.inference import InferenceOptions, sliding_window_predict  # noqa: E402
+from AttentionUNetSegmentLib.core.pipeline import prepare  # noqa: E402
+from AttentionUNetSegmentLib.files.modelfile import load_model  # noqa: E402
+
+# Phantom label names (phantom --all-organs) -> TotalSegmentator label names, where they differ.
+TOTALSEGMENTATOR_NAME = {"portal_splenic_vein": "portal_vein_and_splenic_vein",
+                         "vertebrae": "vertebrae_and_sacrum"}
+PHANTOM_LABELS = {1: "pancreas", 2: "liver", 3: "spleen", 4: "kidney_right", 5: "kidney_left",
+                  6: "stomach", 7: "duodenum", 8: "small_bowel", 9: "colon", 10: "gallbladder",
+                  11: "aorta", 12: "inferior_vena_cava", 13: "portal_splenic_vein",
+                  14: "visceral_arteries", 15: "renal_veins", 16: "vertebrae"}
+# (case, CT, label map, {TotalSegmentator label value: name})
+EXAMPLE_NAMES = {1: "spleen", 2: "kidney_right", 3: "kidney_left", 5: "liver", 6: "stomach",
+                 7: "pancreas"}
+
+
+def _cases(data: Path):
+    s0009 = data / "totalsegmentator-s0009"
+    names = dict(line.split(maxsplit=1) for line in
+                 (s0009 / "organs.txt").read_text(encoding="utf-8").split("\n") if line.strip())
+    yield ("TotalSegmentator s0009", s0009 / "ct.nii.gz", s0009 / "organs.nii.gz",
+           {int(k): v.strip() for k, v in names.items()})
+    example = data / "totalsegmentator-example"
+    yield ("TotalSegmentator example", example / "ct.nii.gz",
+           example / "totalsegmentator_labels.nii.gz", EXAMPLE_NAMES)
+
+
+def network_classes(label_mapping: str) -> dict[int, list[str]]:
+    """'1:1,5:4,...' (train --labels) -> {network class: [phantom organ names it merges]}."""
+    classes: dict[int, list[str]] = {}
+    for pair in label_mapping.split(","):
+        source, target = (int(v) for v in pair.split(":"))
+        classes.setdefault(target, []).append(PHANTOM_LABELS[source])
+    return classes
+
+
+def score_case(model, spec, classes, ct: Path, labels: Path, real_names: dict[int, str]):
+    """Yield (class organs, Dice, predicted mL, true mL) for every class the real label holds."""
+    case = prepare(sitk.ReadImage(str(ct)), model, spec)
+    options = InferenceOptions(patch_size_zyx=tuple(spec.patch_size_zyx), return_attention=False,
+                               precision="fp32")
+    predicted = sliding_window_predict(model, case.pre.array, options).logits.argmax(0)  # (z, y, x)
+    truth_image = sitk.Resample(to_canonical(sitk.ReadImage(str(labels))), case.pre.grid,
+                                sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    real = sitk.GetArrayFromImage(truth_image)  # (z, y, x) on the model grid
+    voxel_ml = float(np.prod(spec.spacing_zyx)) / 1000.0
+    value_of = {name: value for value, name in real_names.items()}
+    for network_class, organs in sorted(classes.items()):
+        values = [value_of[TOTALSEGMENTATOR_NAME.get(o, o)] for o in organs
+                  if TOTALSEGMENTATOR_NAME.get(o, o) in value_of]
+        if not values:
+            continue
+        truth = np.isin(real, values)
+        mine = predicted == network_class
+        dice = 2.0 * np.count_nonzero(truth & mine) / max(np.count_nonzero(truth) + np.count_nonzero(mine), 1)
+        yield "+".join(organs), dice, np.count_nonzero(mine) * voxel_ml, np.count_nonzero(truth) * voxel_ml
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path,
+                        default=REPO / "Resources" / "Models" / "pancreas_phantom_attention_unet.pt")
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    args = parser.parse_args()
+    model, spec = load_model(args.model)
+    if not spec.context_labels:
+        print(f"{args.model}: this model has no context classes (train --context-classes)", file=sys.stderr)
+        return 2
+    classes = network_classes(spec.training["labels"])
+    for title, ct, labels, real_names in _cases(args.data):
+        print(f"{title} (model grid, argmax over all {spec.n_network_classes} classes)")
+        for organs, dice, found, true in score_case(model, spec, classes, ct, labels, real_names):
+            print(f"  {organs:48s} Dice {dice:.3f}   found {found:7.1f} mL   true {true:7.1f} mL")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
