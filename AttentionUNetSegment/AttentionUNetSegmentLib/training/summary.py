@@ -15,7 +15,8 @@ from .schedule import lr_schedule_summary
 
 
 def label_infos(label_map: dict[int, int] | None, dataset_dir: Path) -> list:
-    """LabelInfo per class: 1 is the pancreas; extra classes are named from dataset.json."""
+    """LabelInfo per class: 1 is the pancreas; extra classes are named from dataset.json, a
+    class that merges several labels by all of them ("Kidney_right + kidney_left")."""
     from ..core.labels import PANCREAS, LabelInfo
 
     n = num_classes(label_map)
@@ -24,7 +25,7 @@ def label_infos(label_map: dict[int, int] | None, dataset_dir: Path) -> list:
     palette = [(0.78, 0.27, 0.27), (0.35, 0.6, 0.9), (0.5, 0.8, 0.4)]
     for cls in range(2, n):
         sources = [src for src, dst in (label_map or {}).items() if dst == cls]
-        name = str(names.get(str(sources[0]), f"label {sources[0]}")) if sources else f"class {cls}"
+        name = " + ".join(str(names.get(str(src), f"label {src}")) for src in sources) or f"class {cls}"
         infos.append(LabelInfo(cls, name.capitalize(), palette[(cls - 2) % len(palette)]))
     return infos
 

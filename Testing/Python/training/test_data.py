@@ -167,6 +167,16 @@ def test_label_maps():
             parse_label_map(bad)
 
 
+def test_model_file_names_merged_classes_by_every_label_they_merge(tmp_path):
+    from AttentionUNetSegmentLib.training.summary import label_infos
+
+    labels = {"0": "background", "1": "pancreas", "2": "liver", "4": "kidney_right", "5": "kidney_left"}
+    (tmp_path / "dataset.json").write_text(json.dumps({"labels": labels}), encoding="utf-8")
+    infos = label_infos(parse_label_map("1:1,2:2,4:3,5:3"), tmp_path)
+    assert [info.name for info in infos] == ["Pancreas", "Liver", "Kidney_right + kidney_left"]
+    assert [info.value for info in infos] == [1, 2, 3]
+
+
 def test_load_case_uses_inference_preprocessing_and_aligns_label(tmp_path):
     # Non-canonical orientation and 1.5 mm voxels: the label must follow the image through
     # reorientation and resampling to 2 mm.
