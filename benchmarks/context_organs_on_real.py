@@ -26,21 +26,22 @@ sys.path.insert(0, str(REPO / "AttentionUNetSegment"))
 from AttentionUNetSegmentLib.core.geometry import to_canonical  # noqa: E402
 from AttentionUNetSegmentLib.core.inference import InferenceOptions, sliding_window_predict  # noqa: E402
 from AttentionUNetSegmentLib.core.pipeline import prepare  # noqa: E402
+from AttentionUNetSegmentLib.evaluation.metrics import dice  # noqa: E402
 from AttentionUNetSegmentLib.files.modelfile import load_model  # noqa: E402
+from AttentionUNetSegmentLib.phantom.materials import ORGAN_LABELS  # noqa: E402
+from AttentionUNetSegmentLib.training.data import parse_label_map  # noqa: E402
 
 # Phantom label names (phantom --all-organs) -> TotalSegmentator label names, where they differ.
 TOTALSEGMENTATOR_NAME = {"portal_splenic_vein": "portal_vein_and_splenic_vein",
                          "vertebrae": "vertebrae_and_sacrum"}
-PHANTOM_LABELS = {1: "pancreas", 2: "liver", 3: "spleen", 4: "kidney_right", 5: "kidney_left",
-                  6: "stomach", 7: "duodenum", 8: "small_bowel", 9: "colon", 10: "gallbladder",
-                  11: "aorta", 12: "inferior_vena_cava", 13: "portal_splenic_vein",
-                  14: "visceral_arteries", 15: "renal_veins", 16: "vertebrae"}
-# (case, CT, label map, {TotalSegmentator label value: name})
+PHANTOM_NAME = {value: name for name, value in ORGAN_LABELS.items()}
+# The example's label values (../shared/data/README.md); s0009 lists its own in organs.txt.
 EXAMPLE_NAMES = {1: "spleen", 2: "kidney_right", 3: "kidney_left", 5: "liver", 6: "stomach",
                  7: "pancreas"}
 
 
 def _cases(data: Path):
+    """(title, CT, label map, {label value: TotalSegmentator name}) per scan."""
     s0009 = data / "totalsegmentator-s0009"
     names = dict(line.split(maxsplit=1) for line in
                  (s0009 / "organs.txt").read_text(encoding="utf-8").split("\n") if line.strip())
@@ -54,9 +55,8 @@ def _cases(data: Path):
 def network_classes(label_mapping: str) -> dict[int, list[str]]:
     """'1:1,5:4,...' (train --labels) -> {network class: [phantom organ names it merges]}."""
     classes: dict[int, list[str]] = {}
-    for pair in label_mapping.split(","):
-        source, target = (int(v) for v in pair.split(":"))
-        classes.setdefault(target, []).append(PHANTOM_LABELS[source])
+    for source, target in parse_label_map(label_mapping).items():
+        classes.setdefault(target, []).append(PHANTOM_NAME[source])
     return classes
 
 
@@ -78,8 +78,8 @@ def score_case(model, spec, classes, ct: Path, labels: Path, real_names: dict[in
             continue
         truth = np.isin(real, values)
         mine = predicted == network_class
-        dice = 2.0 * np.count_nonzero(truth & mine) / max(np.count_nonzero(truth) + np.count_nonzero(mine), 1)
-        yield "+".join(organs), dice, np.count_nonzero(mine) * voxel_ml, np.count_nonzero(truth) * voxel_ml
+        yield ("+".join(organs), dice(mine, truth), np.count_nonzero(mine) * voxel_ml,
+               np.count_nonzero(truth) * voxel_ml)
 
 
 def main() -> int:
@@ -95,8 +95,8 @@ def main() -> int:
     classes = network_classes(spec.training["labels"])
     for title, ct, labels, real_names in _cases(args.data):
         print(f"{title} (model grid, argmax over all {spec.n_network_classes} classes)")
-        for organs, dice, found, true in score_case(model, spec, classes, ct, labels, real_names):
-            print(f"  {organs:48s} Dice {dice:.3f}   found {found:7.1f} mL   true {true:7.1f} mL")
+        for organs, score, found, true in score_case(model, spec, classes, ct, labels, real_names):
+            print(f"  {organs:48s} Dice {score:.3f}   found {found:7.1f} mL   true {true:7.1f} mL")
     return 0
 
 
