@@ -23,11 +23,13 @@ import SimpleITK as sitk
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "AttentionUNetSegment"))
 
+from AttentionUNetSegmentLib.core.errors import InputError  # noqa: E402
 from AttentionUNetSegmentLib.core.geometry import to_canonical  # noqa: E402
 from AttentionUNetSegmentLib.core.inference import InferenceOptions, sliding_window_predict  # noqa: E402
 from AttentionUNetSegmentLib.core.pipeline import prepare  # noqa: E402
 from AttentionUNetSegmentLib.evaluation.metrics import dice  # noqa: E402
-from AttentionUNetSegmentLib.files.modelfile import load_model  # noqa: E402
+from AttentionUNetSegmentLib.files.modelfile import default_model_path, load_model  # noqa: E402
+from AttentionUNetSegmentLib.files.reading import read_ct, read_image  # noqa: E402
 from AttentionUNetSegmentLib.phantom.materials import ORGAN_LABELS  # noqa: E402
 from AttentionUNetSegmentLib.training.data import parse_label_map  # noqa: E402
 
@@ -62,18 +64,18 @@ def network_classes(label_mapping: str) -> dict[int, list[str]]:
 
 def score_case(model, spec, classes, ct: Path, labels: Path, real_names: dict[int, str]):
     """Yield (class organs, Dice, predicted mL, true mL) for every class the real label holds."""
-    case = prepare(sitk.ReadImage(str(ct)), model, spec)
+    case = prepare(read_ct(ct), model, spec)
     options = InferenceOptions(patch_size_zyx=tuple(spec.patch_size_zyx), return_attention=False,
                                precision="fp32")
     predicted = sliding_window_predict(model, case.pre.array, options).logits.argmax(0)  # (z, y, x)
-    truth_image = sitk.Resample(to_canonical(sitk.ReadImage(str(labels))), case.pre.grid,
+    truth_image = sitk.Resample(to_canonical(read_image(labels)), case.pre.grid,
                                 sitk.Transform(), sitk.sitkNearestNeighbor, 0)
     real = sitk.GetArrayFromImage(truth_image)  # (z, y, x) on the model grid
     voxel_ml = float(np.prod(spec.spacing_zyx)) / 1000.0
     value_of = {name: value for value, name in real_names.items()}
     for network_class, organs in sorted(classes.items()):
-        values = [value_of[TOTALSEGMENTATOR_NAME.get(o, o)] for o in organs
-                  if TOTALSEGMENTATOR_NAME.get(o, o) in value_of]
+        real_organs = [TOTALSEGMENTATOR_NAME.get(organ, organ) for organ in organs]
+        values = [value_of[name] for name in real_organs if name in value_of]
         if not values:
             continue
         truth = np.isin(real, values)
@@ -84,16 +86,26 @@ def score_case(model, spec, classes, ct: Path, labels: Path, real_names: dict[in
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", type=Path,
-                        default=REPO / "Resources" / "Models" / "pancreas_phantom_attention_unet.pt")
+    parser.add_argument("--model", type=Path, default=default_model_path())
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     args = parser.parse_args()
-    model, spec = load_model(args.model)
+    try:
+        return _report(args.model, args.data)
+    except InputError as error:  # one line naming the file and the problem, as the CLI does
+        print(error, file=sys.stderr)
+        return 2
+    except OSError as error:  # organs.txt missing or unreadable: --data is not ../shared/data
+        print(f"{error.filename}: {error.strerror}", file=sys.stderr)
+        return 2
+
+
+def _report(model_path: Path, data: Path) -> int:
+    model, spec = load_model(model_path)
     if not spec.context_labels:
-        print(f"{args.model}: this model has no context classes (train --context-classes)", file=sys.stderr)
+        print(f"{model_path}: this model has no context classes (train --context-classes)", file=sys.stderr)
         return 2
     classes = network_classes(spec.training["labels"])
-    for title, ct, labels, real_names in _cases(args.data):
+    for title, ct, labels, real_names in _cases(data):
         print(f"{title} (model grid, argmax over all {spec.n_network_classes} classes)")
         for organs, score, found, true in score_case(model, spec, classes, ct, labels, real_names):
             print(f"  {organs:48s} Dice {score:.3f}   found {found:7.1f} mL   true {true:7.1f} mL")
