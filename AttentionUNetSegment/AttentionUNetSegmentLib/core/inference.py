@@ -265,8 +265,10 @@ class _Stitcher:
 
 def _check_inputs(model: nn.Module, volume_zyx, options: InferenceOptions):
     volume = np.asarray(volume_zyx)
-    if volume.ndim != 3 or min(volume.shape) < 1:
-        raise InputError(None, f"expected a non-empty (z, y, x) volume, got shape {volume.shape}")
+    if volume.ndim == 3:
+        volume = volume[None]  # one input channel: the CT
+    if volume.ndim != 4 or min(volume.shape) < 1:
+        raise InputError(None, f"expected a non-empty (z, y, x) or (C, z, y, x) volume, got shape {volume.shape}")
     volume = volume.astype(np.float32, copy=False)
     if not np.isfinite(volume).all():
         raise InputError(None, "the volume contains NaN or infinite values")
@@ -312,10 +314,10 @@ class _WindowSource:
                 self.host = padded.pin_memory()
 
     def windows(self, starts, device: torch.device, layout: torch.memory_format) -> torch.Tensor:
-        """(b, 1, pz, py, px) windows at `starts`, on `device`, in `layout`."""
+        """(b, C, pz, py, px) windows at `starts`, on `device`, in `layout`."""
         pz, py, px = self.patch
         source = self.on_device if self.on_device is not None and self.on_device.device == device else self.host
-        batch = torch.stack([source[z:z + pz, y:y + py, x:x + px] for z, y, x in starts])[:, None]
+        batch = torch.stack([source[:, z:z + pz, y:y + py, x:x + px] for z, y, x in starts])
         return batch.to(device, memory_format=layout, non_blocking=True)
 
     def drop_device_copy(self) -> None:
@@ -342,12 +344,15 @@ def _forward(model: nn.Module, windows: torch.Tensor, scales: dict[str, int], de
 
 
 def _padded_volume(volume: np.ndarray, padded_shape: tuple[int, int, int]) -> torch.Tensor:
-    # Pad the far end with the volume's minimum: after HU windowing that is air, so the network
-    # sees the scan's edge as air, not as mirrored or invented tissue. Padding only the far end
-    # keeps voxel 0 at offset 0 on every grid, so cropping is a plain slice.
-    shape = volume.shape
-    padded = np.full(padded_shape, volume.min(), dtype=np.float32)
-    padded[: shape[0], : shape[1], : shape[2]] = volume
+    # volume (C, z, y, x). Pad the far end with each channel's minimum: after HU windowing that
+    # is air, so the network sees the scan's edge as air, not as mirrored or invented tissue
+    # (and a click or mask channel is 0 there). Padding only the far end keeps voxel 0 at
+    # offset 0 on every grid, so cropping is a plain slice.
+    channels, z, y, x = volume.shape
+    padded = np.empty((channels, *padded_shape), dtype=np.float32)
+    for c in range(channels):
+        padded[c].fill(volume[c].min())
+        padded[c, :z, :y, :x] = volume[c]
     return torch.from_numpy(padded)
 
 
@@ -358,7 +363,9 @@ def sliding_window_predict(
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelCallback] = None,
 ) -> InferenceResult:
-    """Logits (K, z, y, x) and each gate's map (ceil(z/s), ...) of `model` over `volume_zyx`.
+    """Logits (K, z, y, x) and each gate's map (ceil(z/s), ...) of `model` over `volume_zyx`:
+    a normalised CT (z, y, x), or (C, z, y, x) for a network of C input channels (the CT and its
+    click channels, core.prompts).
 
     Raises CancelledError when cancel() returns True (checked before every window batch) and
     InputError for an unusable device, precision or option.
@@ -368,7 +375,8 @@ def sliding_window_predict(
     device = resolve_device(options.device)
     precision = resolve_precision(options.precision, device, options.cpu_bf16_validated)
     notify = progress or (lambda fraction, message: None)
-    padded_shape, starts = plan_windows(volume.shape, patch, float(options.overlap), divisor)
+    shape = tuple(volume.shape[1:])  # (z, y, x); volume is (C, z, y, x)
+    padded_shape, starts = plan_windows(shape, patch, float(options.overlap), divisor)
     layout_name = options.memory_format
 
     was_training, cudnn_benchmark = model.training, torch.backends.cudnn.benchmark
@@ -422,7 +430,7 @@ def sliding_window_predict(
                 stitcher.add(chunk, logits, maps)
                 done += len(chunk)
                 notify(done / len(starts), f"Window {done}/{len(starts)}")
-            logits_np, attention = stitcher.finish(volume.shape)
+            logits_np, attention = stitcher.finish(shape)
     finally:
         model.train(was_training)
         torch.backends.cudnn.benchmark = cudnn_benchmark

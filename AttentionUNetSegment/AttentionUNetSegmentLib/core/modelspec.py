@@ -31,6 +31,15 @@ class ModelSpec:
     # tells the pancreas from the liver, duodenum, vessels...); never written: inference
     # folds them into the background window by window (inference.fold_context_logits).
     context_labels: list[LabelInfo] = field(default_factory=list)
+    # Click-conditioned models only: how clicks and the previous mask are fed to the network
+    # (core.prompts.ClickEncoding.to_dict: input channels, encoding, radius). Empty for a model
+    # that segments on its own, which keeps working as before (cube + component for a click).
+    prompts: dict = field(default_factory=dict)
+
+    @property
+    def interactive(self) -> bool:
+        """True for a click-conditioned model (extra input channels for clicks and the mask)."""
+        return bool(self.prompts)
 
     @property
     def n_network_classes(self) -> int:
@@ -50,6 +59,7 @@ class ModelSpec:
             "training": _plain(self.training),
             "description": str(self.description),
             "context_labels": [label.to_dict() for label in self.context_labels],
+            "prompts": _plain(self.prompts),
         }
 
     @classmethod
@@ -73,6 +83,7 @@ class ModelSpec:
             training=dict(data.get("training", {})),
             description=str(data.get("description", "")),
             context_labels=[LabelInfo.from_dict(item) for item in data.get("context_labels", [])],
+            prompts=dict(data.get("prompts") or {}),
         )
 
 

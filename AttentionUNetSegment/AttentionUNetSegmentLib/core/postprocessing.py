@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import SimpleITK as sitk
 
-__all__ = ["largest_component", "fill_holes", "component_at_point", "postprocess_labelmap"]
+__all__ = ["largest_component", "fill_holes", "component_at_point", "components_at_points", "postprocess_labelmap"]
 
 
 def _label_components(mask: np.ndarray, fully_connected: bool) -> tuple[np.ndarray, int]:
@@ -67,6 +67,36 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     return mask | ~on_border[labels]
 
 
+def _check_point(index_zyx: Sequence[float]) -> np.ndarray:
+    point = np.asarray(index_zyx, dtype=np.float64)
+    if point.shape != (3,) or not np.all(np.isfinite(point)):
+        raise ValueError(f"index_zyx must be 3 finite numbers (z, y, x), got {index_zyx!r}")
+    return point
+
+
+def _label_at_or_nearest(labels: np.ndarray, point: np.ndarray, scale: np.ndarray) -> int:
+    """The component label at the voxel nearest `point`, else of the nearest labelled voxel."""
+    voxel = np.floor(point + 0.5).astype(np.int64)
+    if np.all(voxel >= 0) and np.all(voxel < np.asarray(labels.shape)):
+        hit = int(labels[tuple(voxel)])
+        if hit:
+            return hit
+    # Nearest foreground voxel: squared distance accumulated axis by axis, O(foreground) memory.
+    coords = np.nonzero(labels)
+    dist2 = np.zeros(coords[0].shape, dtype=np.float64)
+    for axis in range(3):
+        dist2 += ((coords[axis] - point[axis]) * scale[axis]) ** 2
+    nearest = int(np.argmin(dist2))
+    return int(labels[coords[0][nearest], coords[1][nearest], coords[2][nearest]])
+
+
+def _spacing_scale(spacing_zyx: Sequence[float] | None) -> np.ndarray:
+    scale = np.ones(3) if spacing_zyx is None else np.asarray(spacing_zyx, dtype=np.float64)
+    if scale.shape != (3,) or np.any(scale <= 0):
+        raise ValueError(f"spacing_zyx must be 3 positive numbers, got {spacing_zyx!r}")
+    return scale
+
+
 def component_at_point(
     mask: np.ndarray,
     index_zyx: Sequence[float],
@@ -80,29 +110,29 @@ def component_at_point(
     or in mm if ``spacing_zyx`` is given -- use it for anisotropic scans) is returned. Empty
     mask -> all False.
     """
-    mask = _as_mask(mask)
-    point = np.asarray(index_zyx, dtype=np.float64)
-    if point.shape != (3,) or not np.all(np.isfinite(point)):
-        raise ValueError(f"index_zyx must be 3 finite numbers (z, y, x), got {index_zyx!r}")
-    scale = np.ones(3) if spacing_zyx is None else np.asarray(spacing_zyx, dtype=np.float64)
-    if scale.shape != (3,) or np.any(scale <= 0):
-        raise ValueError(f"spacing_zyx must be 3 positive numbers, got {spacing_zyx!r}")
+    return components_at_points(mask, [index_zyx], spacing_zyx)
 
+
+def components_at_points(
+    mask: np.ndarray,
+    points_zyx: Sequence[Sequence[float]],
+    spacing_zyx: Sequence[float] | None = None,
+) -> np.ndarray:
+    """The union of ``component_at_point`` over several points, labelling the mask once.
+
+    Click-to-segment keeps what the user's include clicks touch: every component under (or,
+    failing that, nearest to) a click, and nothing else. No points -> all False.
+    """
+    mask = _as_mask(mask)
+    points = [_check_point(p) for p in points_zyx]
+    scale = _spacing_scale(spacing_zyx)
     labels, count = _label_components(mask, fully_connected=True)
-    if count == 0:
-        return mask.copy()
-    voxel = np.floor(point + 0.5).astype(np.int64)
-    if np.all(voxel >= 0) and np.all(voxel < np.asarray(mask.shape)):
-        hit = int(labels[tuple(voxel)])
-        if hit:
-            return labels == hit
-    # Nearest foreground voxel: squared distance accumulated axis by axis, O(foreground) memory.
-    coords = np.nonzero(labels)
-    dist2 = np.zeros(coords[0].shape, dtype=np.float64)
-    for axis in range(3):
-        dist2 += ((coords[axis] - point[axis]) * scale[axis]) ** 2
-    nearest = int(np.argmin(dist2))
-    return labels == labels[coords[0][nearest], coords[1][nearest], coords[2][nearest]]
+    if count == 0 or not points:
+        return np.zeros_like(mask)
+    keep = np.zeros(count + 1, dtype=bool)
+    for point in points:
+        keep[_label_at_or_nearest(labels, point, scale)] = True
+    return keep[labels]
 
 
 def postprocess_labelmap(

@@ -1,0 +1,265 @@
+"""Interactive click-to-segment with a click-conditioned network: clicks in, a segment out.
+
+    CT --preprocess once--> model grid (kept for the whole session)
+    click k (include / exclude) + mask after click k-1
+      -> region: every include click and the mask, plus context      (click_region.py)
+      -> network on the region: CT, click channels, previous mask     (prompts.py, inference.py)
+      -> keep the components the include clicks touch, fill holes     (postprocessing.py)
+      -> object touches the region's side? grow it there and run again (AutoZoom)
+      -> probability back onto the CT grid in the box it needs, > 0.5 (restore.py)
+
+A session is a sequence of clicks: the result after click k depends only on clicks 1..k, so
+replaying a list of clicks (the stateless command line) gives what clicking them one by one gave
+(Slicer's worker). Undo returns to the state before the last click. Points are Slicer RAS (mm);
+arrays (z, y, x); the previous mask lives on the model grid.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from .click_region import Box, box_shape, box_slices, grown, region_for, touching_sides
+from .devices import model_allows_cpu_bf16
+from .errors import InputError
+from .geometry import coarse_grid, ras_to_lps
+from .inference import InferenceOptions, InferenceResult, sliding_window_predict
+from .modelspec import ModelSpec
+from .pipeline import SegmentationResult
+from .postprocessing import components_at_points, fill_holes
+from .preprocessing import preprocess
+from .prompts import ClickEncoding, network_input
+from .restore import box_slices as ct_box_slices
+from .restore import foreground_box, restore_box
+
+
+@dataclass(frozen=True)
+class InteractiveOptions:
+    device: str = "auto"
+    precision: str = "auto"
+    batch_size: int = 2
+    # Windows of a grown region share this fraction: 0.25 covers 1.5 windows with 2 of them.
+    overlap: float = 0.25
+    margin_voxels: int = 8  # context around the clicks and the mask (16 mm at 2 mm)
+    max_grow: int = 3  # AutoZoom: how often the region may grow after one click
+    cap_windows: float = 2.5  # ... up to this many windows along each axis
+    attention: bool = True
+    probabilities: bool = False
+
+
+@dataclass(frozen=True)
+class Click:
+    point_ras: tuple[float, float, float]
+    include: bool
+
+
+@dataclass
+class _State:
+    """The session after one click: what the next click starts from."""
+
+    clicks: tuple[Click, ...]
+    mask: np.ndarray  # (z, y, x) bool on the model grid
+    result: SegmentationResult
+    region: Box
+
+
+@dataclass
+class _Prediction:
+    probability: np.ndarray  # (z, y, x) float32 on the region
+    attention: dict[str, np.ndarray]  # gate -> (z/s, y/s, x/s) on the region's coarse grid
+    inference: InferenceResult
+    windows: int = 0
+
+
+class InteractiveSession:
+    """One CT and one click-conditioned model; see the module docstring."""
+
+    def __init__(self, image: sitk.Image, model: torch.nn.Module, spec: ModelSpec,
+                 options: Optional[InteractiveOptions] = None):
+        if not spec.interactive:
+            raise InputError(None, "this model has no click channels; it segments without clicks")
+        self.image, self.model, self.spec = image, model, spec
+        self.options = options or InteractiveOptions()
+        self.encoding = ClickEncoding.from_dict(spec.prompts)
+        t0 = time.perf_counter()
+        pre = preprocess(image, spec.spacing_zyx, spec.intensity)
+        self.array, self.grid = pre.array, pre.grid  # (z, y, x) float32 on the model grid
+        self.preprocess_seconds = time.perf_counter() - t0
+        self.shape = tuple(self.array.shape)
+        self.window = tuple(int(v) for v in spec.patch_size_zyx)
+        self.cap = tuple(max(w, int(w * self.options.cap_windows)) for w in self.window)
+        self.history: list[_State] = []
+        self._start_mask: Optional[np.ndarray] = None
+
+    # -- the click sequence ------------------------------------------------------------------
+    @property
+    def clicks(self) -> tuple[Click, ...]:
+        return self.history[-1].clicks if self.history else ()
+
+    @property
+    def mask(self) -> Optional[np.ndarray]:
+        """The current mask on the model grid (None before the first click)."""
+        return self.history[-1].mask if self.history else self._start_mask
+
+    def add_click(self, point_ras: Sequence[float], include: bool = True) -> SegmentationResult:
+        """Segment after one more click; InputError for a point outside the CT."""
+        click = Click(tuple(float(v) for v in point_ras), bool(include))  # type: ignore[arg-type]
+        self._model_index(click)  # checks that the point lies in the CT
+        clicks = self.clicks + (click,)
+        if not any(c.include for c in clicks) and self.mask is None:
+            raise InputError(None, "the first click must be an include click (on the structure)")
+        state = self._segment(clicks, self.mask)
+        self.history.append(state)
+        return state.result
+
+    def replay(self, clicks: Sequence[Click]) -> SegmentationResult:
+        """The result of clicking `clicks` in order from the session's start."""
+        self.reset()
+        result = None
+        for click in clicks:
+            result = self.add_click(click.point_ras, click.include)
+        if result is None:
+            raise InputError(None, "no clicks given")
+        return result
+
+    def undo(self) -> Optional[SegmentationResult]:
+        """Forget the last click; the result before it (None when no click is left)."""
+        if self.history:
+            self.history.pop()
+        return self.history[-1].result if self.history else None
+
+    def reset(self, start_mask: Optional[np.ndarray] = None) -> None:
+        """Forget every click; `start_mask` (model grid) is where the next click refines from."""
+        self.history.clear()
+        self._start_mask = None if start_mask is None else np.asarray(start_mask, dtype=bool)
+
+    def start_from_labelmap(self, labelmap: sitk.Image, value: int = 1) -> None:
+        """Refine an existing segment (e.g. edited in Slicer's Segment Editor): it becomes the
+        previous mask of the next click. `labelmap` may lie on any grid."""
+        binary = sitk.Cast(labelmap == value, sitk.sitkFloat32)
+        on_grid = sitk.Resample(binary, self.grid, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+        self.reset(sitk.GetArrayViewFromImage(on_grid) > 0.5)
+
+    # -- one step ----------------------------------------------------------------------------
+    def _model_index(self, click: Click) -> np.ndarray:
+        """The click's continuous (z, y, x) index on the model grid; InputError outside the CT."""
+        lps = ras_to_lps(click.point_ras)
+        inside = self.image.TransformPhysicalPointToContinuousIndex(lps)
+        if any(not -0.5 <= i <= n - 0.5 for i, n in zip(inside, self.image.GetSize())):
+            ras = ", ".join(f"{v:g}" for v in click.point_ras)
+            raise InputError(None, f"point (R, A, S) = ({ras}) mm lies outside the CT volume")
+        x, y, z = self.grid.TransformPhysicalPointToContinuousIndex(lps)
+        return np.clip(np.array([z, y, x]), 0, np.asarray(self.shape) - 1)
+
+    def _segment(self, clicks: tuple[Click, ...], previous: Optional[np.ndarray]) -> _State:
+        t0 = time.perf_counter()
+        include = [self._model_index(c) for c in clicks if c.include]
+        exclude = [self._model_index(c) for c in clicks if not c.include]
+        region = region_for(self.shape, self.window, include, previous, self.options.margin_voxels, self.cap)
+        windows = 0
+        for attempt in range(self.options.max_grow + 1):
+            prediction = self._predict(region, include, exclude, previous)
+            windows += prediction.inference.windows
+            start = np.asarray(region[0])
+            kept = self._kept(prediction.probability > 0.5, [p - start for p in include])
+            sides = touching_sides(kept, region, self.shape)
+            bigger = grown(region, sides, [w // 2 for w in self.window], self.shape, self.cap)
+            if not sides or attempt == self.options.max_grow or bigger == region:
+                break
+            region = bigger
+        network_seconds = time.perf_counter() - t0
+        # Outside the region the previous mask stays as it was: a click edits where it lands.
+        mask = np.zeros(self.shape, dtype=bool) if previous is None else previous.copy()
+        probability = mask.astype(np.float32)
+        mask[box_slices(region)] = kept
+        # Above-threshold voxels of components no click touched are dropped; the rest keep
+        # their values, which shape the boundary when resampled onto the CT grid.
+        probability[box_slices(region)] = np.where(kept | (prediction.probability <= 0.5),
+                                                   prediction.probability, 0.0)
+        t1 = time.perf_counter()
+        labels = self._labels_on_ct(probability, clicks)
+        seconds = {"preprocess": 0.0 if self.history else self.preprocess_seconds,
+                   "inference": network_seconds, "restore": time.perf_counter() - t1}
+        prediction.inference.windows = windows
+        result = SegmentationResult(
+            labelmap=labels, probabilities=self._probability_image(probability),
+            attention=self._attention_images(prediction.attention, region), labels=list(self.spec.labels),
+            inference=prediction.inference, seconds=seconds)
+        seconds["total"] = sum(seconds.values())
+        return _State(clicks, mask, result, region)
+
+    def _kept(self, above: np.ndarray, include_in_region: list[np.ndarray]) -> np.ndarray:
+        """The components of `above` the include clicks touch (nearest if none), holes filled."""
+        if not include_in_region:  # exclude clicks only, refining a given mask: keep everything
+            return fill_holes(above)
+        spacing = self.spec.spacing_zyx
+        return fill_holes(components_at_points(above, include_in_region, spacing))
+
+    def _predict(self, region: Box, include, exclude, previous) -> _Prediction:
+        start = np.asarray(region[0])
+        crop = self.array[box_slices(region)]
+        previous_crop = None if previous is None else previous[box_slices(region)]
+        inputs = network_input(crop, [p - start for p in include], [p - start for p in exclude],
+                               previous_crop, self.encoding)  # (4, z, y, x)
+        options = InferenceOptions(
+            patch_size_zyx=self.window, overlap=self.options.overlap, batch_size=self.options.batch_size,
+            device=self.options.device, precision=self.options.precision,
+            return_attention=self.options.attention, cpu_bf16_validated=model_allows_cpu_bf16(self.spec.training))
+        inferred = sliding_window_predict(self.model, inputs, options)
+        logits = torch.from_numpy(inferred.logits)  # (2, z, y, x)
+        probability = torch.sigmoid(logits[1] - logits[0]).numpy()
+        attention, inferred.logits = inferred.attention, np.empty((0, 0, 0, 0), np.float32)
+        return _Prediction(probability, attention, inferred)
+
+    # -- results on the CT and on their own grids --------------------------------------------
+    def _labels_on_ct(self, probability: np.ndarray, clicks: Sequence[Click]) -> sitk.Image:
+        """uint8 labels on the CT grid: the probability resampled in the box where it can
+        exceed 0.5, thresholded, then the components the include clicks touch, holes filled."""
+        labels = np.zeros(tuple(reversed(self.image.GetSize())), dtype=np.uint8)
+        box = foreground_box(probability, self.grid, self.image)
+        if box is not None:
+            region = ct_box_slices(box)
+            block = restore_box(probability, self.grid, self.image, box) > 0.5
+            offset = np.asarray([s.start for s in region], dtype=np.float64)
+            include = [np.asarray(self._ct_index(c)) - offset for c in clicks if c.include]
+            spacing = tuple(reversed(self.image.GetSpacing()))
+            kept = components_at_points(block, include, spacing) if include else block
+            labels[region] = fill_holes(kept) * int(self.spec.labels[0].value)
+        image = sitk.GetImageFromArray(labels)
+        image.CopyInformation(self.image)
+        return image
+
+    def _ct_index(self, click: Click) -> tuple[float, float, float]:
+        x, y, z = self.image.TransformPhysicalPointToContinuousIndex(ras_to_lps(click.point_ras))
+        return z, y, x
+
+    def _region_grid(self, region: Box) -> sitk.Image:
+        """The model grid's sub-grid covering `region` (exact geometry, values unused)."""
+        size_xyz = [int(n) for n in reversed(box_shape(region))]
+        grid = sitk.Image(size_xyz, sitk.sitkUInt8)
+        grid.SetSpacing(self.grid.GetSpacing())
+        grid.SetDirection(self.grid.GetDirection())
+        grid.SetOrigin(self.grid.TransformIndexToPhysicalPoint([int(v) for v in reversed(region[0])]))
+        return grid
+
+    def _attention_images(self, attention: dict[str, np.ndarray], region: Box) -> dict[str, sitk.Image]:
+        scales = getattr(self.model, "gate_scales", {})
+        region_grid = self._region_grid(region)
+        images = {}
+        for name, values in attention.items():
+            image = sitk.GetImageFromArray(np.ascontiguousarray(values, dtype=np.float32))
+            image.CopyInformation(coarse_grid(region_grid, int(scales[name])))
+            images[name] = image
+        return images
+
+    def _probability_image(self, probability: np.ndarray) -> Optional[sitk.Image]:
+        if not self.options.probabilities:
+            return None
+        image = sitk.GetImageFromArray(probability)
+        image.CopyInformation(self.grid)
+        return image
