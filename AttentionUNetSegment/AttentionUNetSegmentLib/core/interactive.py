@@ -27,6 +27,7 @@ import torch
 from .click_region import Box, box_shape, box_slices, grown, region_for, touching_sides
 from .devices import model_allows_cpu_bf16
 from .errors import InputError
+from .fusion import folded_for_inference
 from .geometry import coarse_grid, ras_to_lps
 from .inference import InferenceOptions, InferenceResult, sliding_window_predict
 from .modelspec import ModelSpec
@@ -83,7 +84,8 @@ class InteractiveSession:
                  options: Optional[InteractiveOptions] = None):
         if not spec.interactive:
             raise InputError(None, "this model has no click channels; it segments without clicks")
-        self.image, self.model, self.spec = image, model, spec
+        # Folded once here, not on every click (a copy: 0.17 s per click measured on the CPU).
+        self.image, self.model, self.spec = image, folded_for_inference(model), spec
         self.options = options or InteractiveOptions()
         self.encoding = ClickEncoding.from_dict(spec.prompts)
         t0 = time.perf_counter()
