@@ -32,7 +32,7 @@ from .geometry import coarse_grid, ras_to_lps
 from .inference import InferenceOptions, InferenceResult, sliding_window_predict
 from .modelspec import ModelSpec
 from .pipeline import SegmentationResult
-from .postprocessing import components_at_points, fill_holes
+from .postprocessing import components_at_points, components_overlapping, fill_holes
 from .preprocessing import preprocess
 from .prompts import ClickEncoding, network_input
 from .restore import box_slices as ct_box_slices
@@ -168,7 +168,7 @@ class InteractiveSession:
             prediction = self._predict(region, include, exclude, previous)
             windows += prediction.inference.windows
             start = np.asarray(region[0])
-            kept = self._kept(prediction.probability > 0.5, [p - start for p in include])
+            kept = self._kept(prediction.probability > 0.5, [p - start for p in include], region)
             sides = touching_sides(kept, region, self.shape)
             bigger = grown(region, sides, [w // 2 for w in self.window], self.shape, self.cap)
             if not sides or attempt == self.options.max_grow or bigger == region:
@@ -184,7 +184,7 @@ class InteractiveSession:
         probability[box_slices(region)] = np.where(kept | (prediction.probability <= 0.5),
                                                    prediction.probability, 0.0)
         t1 = time.perf_counter()
-        labels = self._labels_on_ct(probability, clicks)
+        labels = self._labels_on_ct(probability)
         seconds = {"preprocess": 0.0 if self.history else self.preprocess_seconds,
                    "inference": network_seconds, "restore": time.perf_counter() - t1}
         prediction.inference.windows = windows
@@ -195,12 +195,18 @@ class InteractiveSession:
         seconds["total"] = sum(seconds.values())
         return _State(clicks, mask, result, region)
 
-    def _kept(self, above: np.ndarray, include_in_region: list[np.ndarray]) -> np.ndarray:
-        """The components of `above` the include clicks touch (nearest if none), holes filled."""
-        if not include_in_region:  # exclude clicks only, refining a given mask: keep everything
+    def _kept(self, above: np.ndarray, include_in_region: list[np.ndarray], region: Box) -> np.ndarray:
+        """The components of `above` the include clicks touch (nearest if none), and, when the
+        session refines a given segment, every component overlapping it; holes filled."""
+        start = None if self._start_mask is None else self._start_mask[box_slices(region)]
+        if not include_in_region and start is None:
             return fill_holes(above)
-        spacing = self.spec.spacing_zyx
-        return fill_holes(components_at_points(above, include_in_region, spacing))
+        kept = np.zeros_like(above)
+        if include_in_region:
+            kept = components_at_points(above, include_in_region, self.spec.spacing_zyx)
+        if start is not None and start.any():
+            kept |= components_overlapping(above, start)
+        return fill_holes(kept)
 
     def _predict(self, region: Box, include, exclude, previous) -> _Prediction:
         start = np.asarray(region[0])
@@ -219,26 +225,18 @@ class InteractiveSession:
         return _Prediction(probability, attention, inferred)
 
     # -- results on the CT and on their own grids --------------------------------------------
-    def _labels_on_ct(self, probability: np.ndarray, clicks: Sequence[Click]) -> sitk.Image:
+    def _labels_on_ct(self, probability: np.ndarray) -> sitk.Image:
         """uint8 labels on the CT grid: the probability resampled in the box where it can
-        exceed 0.5, thresholded, then the components the include clicks touch, holes filled."""
+        exceed 0.5, thresholded, holes filled. Components were chosen on the model grid (the
+        dropped ones are 0 in `probability`), so none can reappear here."""
         labels = np.zeros(tuple(reversed(self.image.GetSize())), dtype=np.uint8)
         box = foreground_box(probability, self.grid, self.image)
         if box is not None:
-            region = ct_box_slices(box)
             block = restore_box(probability, self.grid, self.image, box) > 0.5
-            offset = np.asarray([s.start for s in region], dtype=np.float64)
-            include = [np.asarray(self._ct_index(c)) - offset for c in clicks if c.include]
-            spacing = tuple(reversed(self.image.GetSpacing()))
-            kept = components_at_points(block, include, spacing) if include else block
-            labels[region] = fill_holes(kept) * int(self.spec.labels[0].value)
+            labels[ct_box_slices(box)] = fill_holes(block) * int(self.spec.labels[0].value)
         image = sitk.GetImageFromArray(labels)
         image.CopyInformation(self.image)
         return image
-
-    def _ct_index(self, click: Click) -> tuple[float, float, float]:
-        x, y, z = self.image.TransformPhysicalPointToContinuousIndex(ras_to_lps(click.point_ras))
-        return z, y, x
 
     def _region_grid(self, region: Box) -> sitk.Image:
         """The model grid's sub-grid covering `region` (exact geometry, values unused)."""

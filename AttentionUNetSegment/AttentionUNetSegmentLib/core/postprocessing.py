@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import SimpleITK as sitk
 
-__all__ = ["largest_component", "fill_holes", "component_at_point", "components_at_points", "postprocess_labelmap"]
+__all__ = ["largest_component", "fill_holes", "component_at_point", "components_at_points", "components_overlapping",
+           "postprocess_labelmap"]
 
 
 def _label_components(mask: np.ndarray, fully_connected: bool) -> tuple[np.ndarray, int]:
@@ -132,6 +133,16 @@ def components_at_points(
     keep = np.zeros(count + 1, dtype=bool)
     for point in points:
         keep[_label_at_or_nearest(labels, point, scale)] = True
+    return keep[labels]
+
+
+def components_overlapping(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """The 26-connected components of `mask` that share a voxel with `seeds` (same shape)."""
+    mask = _as_mask(mask)
+    labels, count = _label_components(mask, fully_connected=True)
+    keep = np.zeros(count + 1, dtype=bool)
+    keep[np.unique(labels[np.asarray(seeds, dtype=bool)])] = True
+    keep[0] = False
     return keep[labels]
 
 

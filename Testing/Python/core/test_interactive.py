@@ -33,7 +33,8 @@ class StandIn(torch.nn.Module):
 
     def forward(self, x, return_attention=False):
         self.calls += 1
-        foreground = (x[:, 0:1] > 1.0) if self.use == "ct" else (x[:, 3:4] > 0.5)
+        bright, previous = x[:, 0:1] > 1.0, x[:, 3:4] > 0.5
+        foreground = {"ct": bright, "previous": previous, "both": bright | previous}[self.use]
         logit = foreground.float() * 20.0 - 10.0  # (B, 1, z, y, x)
         logits = torch.cat([-logit, logit], dim=1)
         if not return_attention:
@@ -117,6 +118,20 @@ def test_a_given_segment_is_refined_not_thrown_away():
     session.start_from_labelmap(labelmap)
     result = _mask(session.add_click(_ras(ct, (2, 30, 30)), include=False))
     assert np.array_equal(result, edited > 0)
+
+
+def test_an_include_click_after_an_edit_adds_to_the_edited_segment():
+    hu = np.full((24, 40, 40), 40, np.int16)
+    hu[16:20, 28:33, 28:33] = 300  # a second structure the user now includes
+    ct = _ct(hu)
+    edited = np.zeros(hu.shape, np.uint8)
+    edited[4:10, 5:12, 5:12] = 1
+    labelmap = sitk.GetImageFromArray(edited)
+    labelmap.CopyInformation(ct)
+    session = InteractiveSession(ct, StandIn("both"), _spec(), InteractiveOptions(device="cpu"))
+    session.start_from_labelmap(labelmap)
+    result = _mask(session.add_click(_ras(ct, (18, 30, 30))))
+    assert np.array_equal(result, (edited > 0) | (hu > 200))
 
 
 def test_results_lie_on_the_ct_grid_and_maps_on_their_own_grids(bar_ct):
