@@ -2,7 +2,7 @@
 each attention gate's coefficients shown as colour overlays on the CT slices.
 
 Thin Slicer wiring only: Module, parameter node, Widget, Logic, self-test. Everything else is in
-`AttentionUNetSegmentLib.slicer` (no Qt there; tested headless against a real MRML scene). The
+`AttentionUNetSegmentLib.scene` (no Qt there; tested headless against a real MRML scene). The
 computation is the `segment` command, run in a background process so Slicer stays usable.
 PyTorch is never imported into Slicer's process by this module.
 """
@@ -16,7 +16,7 @@ import qt
 import slicer
 import vtk
 from AttentionUNetSegmentLib.core.errors import InputError
-from AttentionUNetSegmentLib.slicer import (
+from AttentionUNetSegmentLib.scene import (
     click_point,
     device_probe,
     models,
@@ -25,12 +25,12 @@ from AttentionUNetSegmentLib.slicer import (
     selftest,
     volumes,
 )
-from AttentionUNetSegmentLib.slicer.job import FAILED, RUNNING, SUCCEEDED
-from AttentionUNetSegmentLib.slicer.logic import (
+from AttentionUNetSegmentLib.scene.job import FAILED, RUNNING, SUCCEEDED
+from AttentionUNetSegmentLib.scene.logic import (
     AttentionUNetSegmentSceneLogic,
     result_text,
 )
-from AttentionUNetSegmentLib.slicer.roles import DEFAULT_OPACITY, MAX_GATE, NO_OVERLAY
+from AttentionUNetSegmentLib.scene.roles import DEFAULT_OPACITY, MAX_GATE, NO_OVERLAY
 from slicer import (
     vtkMRMLMarkupsFiducialNode,
     vtkMRMLScalarVolumeNode,
@@ -476,7 +476,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
 
 
 class AttentionUNetSegmentLogic(ScriptedLoadableModuleLogic, AttentionUNetSegmentSceneLogic):
-    """The scene logic (AttentionUNetSegmentLib.slicer.logic) on slicer.mrmlScene, usable without the GUI:
+    """The scene logic (AttentionUNetSegmentLib.scene.logic) on slicer.mrmlScene, usable without the GUI:
     job = logic.create_job(volumeNode).start(); poll until done; logic.apply_result(volumeNode, job.result())."""
 
     def __init__(self) -> None:
@@ -488,7 +488,7 @@ class AttentionUNetSegmentLogic(ScriptedLoadableModuleLogic, AttentionUNetSegmen
 
 
 class AttentionUNetSegmentTest(ScriptedLoadableModuleTest):
-    """End to end inside Slicer (AttentionUNetSegmentLib.slicer.selftest): synthetic CT -> background
+    """End to end inside Slicer (AttentionUNetSegmentLib.scene.selftest): synthetic CT -> background
     job with a tiny model -> scene nodes; cancel; a broken model. Torch is never imported here: the
     job's Python is asked for it (skipped with a clear message on a stock Slicer) and writes the model."""
 

@@ -5,7 +5,7 @@ Sub-packages, each importing only those listed before it (docs/architecture.md; 
   postprocessing, devices, model description, pipeline); imports nothing else of the package.
 - `files`: CT reading, atomic output writing, .seg.nrrd and model files.
 - `evaluation`, `phantom`, `reports` (figures, demo), `training`: the tools around the model.
-- `slicer`: scene-side logic of the 3D Slicer module (slicer and vtk, never qt).
+- `scene`: scene-side logic of the 3D Slicer module (Slicer's `slicer` and vtk, never qt).
 - `cli`: the `attention-unet-segment` command line.
 Arrays are in SimpleITK/Slicer order (z, y, x) throughout.
 """

@@ -24,14 +24,14 @@ ALLOWED = {
     "phantom": {"core", "files"},
     "reports": {"core", "files", "evaluation", "phantom"},
     "training": {"core", "files", "evaluation", "reports"},
-    "slicer": {"core", "files"},
+    "scene": {"core", "files"},
     "cli": {"core", "files", "evaluation", "phantom", "reports", "training"},
 }
 #: Third-party modules a sub-package must never import (the core runs in Slicer and headless).
 FORBIDDEN_THIRD_PARTY = {
     "core": {"slicer", "qt", "ctk", "vtk", "matplotlib", "scipy"},
     "files": {"slicer", "qt", "ctk", "vtk", "matplotlib"},
-    "slicer": {"qt", "ctk"},
+    "scene": {"qt", "ctk"},
 }
 
 

@@ -28,9 +28,9 @@ LIB_DIR = MODULE_DIR / "AttentionUNetSegmentLib"
 MODULE_FILE = MODULE_DIR / "AttentionUNetSegment.py"
 UI_FILE = REPO / "Resources" / "UI" / "AttentionUNetSegment.ui"
 CMAKE_FILE = REPO / "CMakeLists.txt"
-SCENE_FILES = sorted((LIB_DIR / "slicer").glob("*.py"))
+SCENE_FILES = sorted((LIB_DIR / "scene").glob("*.py"))
 #: What Slicer runs: the runtime packages whole, and of the command line only `segment`.
-SLICER_PACKAGES = ("core", "files", "slicer")
+SLICER_PACKAGES = ("core", "files", "scene")
 SLICER_CLI_FILES = ("cli/__init__.py", "cli/argtypes.py", "cli/cohort.py", "cli/main.py", "cli/segment.py",
                     "cli/segment_common.py")
 
@@ -168,7 +168,7 @@ def test_cmake_configures_the_installed_layout(tmp_path):
     modules = build / "lib" / "Slicer-5.8" / "qt-scripted-modules"
     # Slicer finds the module at the top of qt-scripted-modules; the module finds Resources/ beside it.
     assert (modules / "AttentionUNetSegment.py").is_file()
-    assert (modules / "AttentionUNetSegmentLib" / "slicer" / "logic.py").is_file()
+    assert (modules / "AttentionUNetSegmentLib" / "scene" / "logic.py").is_file()
     assert (modules / "AttentionUNetSegmentLib" / "__main__.py").is_file()
     assert (modules / "Resources" / "UI" / "AttentionUNetSegment.ui").is_file()
     assert (modules / "Resources" / "Icons" / "AttentionUNetSegment.png").is_file()
@@ -260,7 +260,7 @@ def test_slicer_scene_never_imports_qt_and_not_torch_at_load(path):
     assert "torch" not in _imports(path, top_level_only=True)
 
 
-@pytest.mark.parametrize("path", [LIB_DIR / f for f in _lib_files() if not f.startswith("slicer/")],
+@pytest.mark.parametrize("path", [LIB_DIR / f for f in _lib_files() if not f.startswith("scene/")],
                          ids=str)
 def test_core_lib_files_never_import_slicer_qt_ctk_vtk(path):
     assert not {"slicer", "qt", "ctk", "vtk"} & _imports(path), path.name

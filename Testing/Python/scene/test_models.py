@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from AttentionUNetSegmentLib.core.errors import InputError
-from AttentionUNetSegmentLib.slicer import models
+from AttentionUNetSegmentLib.scene import models
 
 
 def test_bundled_models_default_first_and_custom_paths(tmp_path):

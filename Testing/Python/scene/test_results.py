@@ -10,7 +10,7 @@ import SimpleITK as sitk
 
 pytest.importorskip("slicer")
 
-from AttentionUNetSegmentLib.slicer.results import (  # noqa: E402
+from AttentionUNetSegmentLib.scene.results import (  # noqa: E402
     ATTENTION_DIR,
     LABELS_FILE,
     SUMMARY_FILE,
