@@ -5,8 +5,7 @@
   cmake and a stand-in for Slicer's build macros when cmake is installed);
 - every widget the module file uses (`self.ui.X`) is in the Qt Designer file, and every
   `SlicerParameterName` there is a parameter-node field;
-- import rules (parsed with ast): the module file never imports torch, the `slicer` sub-package
-  never imports qt, no core Lib file imports slicer/qt/ctk/vtk.
+(The import rules, the module file's included, are Testing/Python/import_rules.py's.)
 """
 
 from __future__ import annotations
@@ -231,36 +230,3 @@ def test_ui_file_is_qt_designer_xml_with_translatable_strings_marked():
                 assert prop.find("stringlist").get("notr") == "true"
             else:
                 assert all(s.text for s in strings)
-
-
-# ----------------------------------------------------------------------------------------------
-# Import rules
-# ----------------------------------------------------------------------------------------------
-
-def _imports(path: Path, top_level_only: bool = False) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    nodes = tree.body if top_level_only else list(ast.walk(tree))
-    names = set()
-    for node in nodes:
-        if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
-    return names
-
-
-def test_module_file_never_imports_torch():
-    assert "torch" not in _imports(MODULE_FILE)
-    assert {"qt", "slicer", "vtk"} <= _imports(MODULE_FILE, top_level_only=True)
-
-
-@pytest.mark.parametrize("path", SCENE_FILES, ids=lambda p: p.name)
-def test_slicer_scene_never_imports_qt_and_not_torch_at_load(path):
-    assert not {"qt", "ctk"} & _imports(path)
-    assert "torch" not in _imports(path, top_level_only=True)
-
-
-@pytest.mark.parametrize("path", [LIB_DIR / f for f in _lib_files() if not f.startswith("scene/")],
-                         ids=str)
-def test_core_lib_files_never_import_slicer_qt_ctk_vtk(path):
-    assert not {"slicer", "qt", "ctk", "vtk"} & _imports(path), path.name
