@@ -45,14 +45,15 @@ def load_segmentation_model(args):
 
 
 def segmentation_options(args, device: Optional[str] = None):
-    from ..core.pipeline import SegmentationOptions
+    from ..core.options import CleanupOptions, MapOptions, RegionOptions, SegmentationOptions, WindowOptions
 
     return SegmentationOptions(
-        overlap=args.overlap, batch_size=args.batch_size, device=device or args.device,
-        precision=args.precision, point_ras=args.point, roi_size_mm=args.roi_size,
-        keep_largest=not args.no_largest_component, fill_holes=not args.no_fill_holes,
-        attention=bool(args.attention_dir), probabilities=bool(args.probabilities),
-        attention_grid=args.attention_grid, probability_grid=args.probability_grid,
+        WindowOptions(overlap=args.overlap, batch_size=args.batch_size, device=device or args.device,
+                      precision=args.precision),
+        RegionOptions(point_ras=args.point, roi_size_mm=args.roi_size),
+        CleanupOptions(keep_largest=not args.no_largest_component, fill_holes=not args.no_fill_holes),
+        MapOptions(attention=bool(args.attention_dir), probabilities=bool(args.probabilities),
+                   attention_grid=args.attention_grid, probability_grid=args.probability_grid),
     )
 
 

@@ -9,7 +9,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Optional, TextIO
+from typing import Callable, Optional, TextIO
+
+#: What the core reports progress to: (fraction 0..1 of the whole run, a short message).
+ProgressCallback = Callable[[float, str], None]
+#: Asked between steps; True stops the run with core.errors.CancelledError.
+CancelCallback = Callable[[], bool]
 
 
 class TerminalProgress:

@@ -38,7 +38,8 @@ def run_demo(output: PathLike = "demo-output", seed: int = DEFAULT_DEMO_SEED, mo
     phase, fatty pancreas, coverage and stomach filling that the bundled model has never seen.
     """
     from ..core.geometry import to_canonical
-    from ..core.pipeline import SegmentationOptions, segment_image
+    from ..core.options import MapOptions, SegmentationOptions, WindowOptions
+    from ..core.pipeline import segment_image
     from ..core.progress import make_progress
     from ..evaluation.metrics import dice
     from ..files.modelfile import default_model_path, load_model
@@ -62,7 +63,8 @@ def run_demo(output: PathLike = "demo-output", seed: int = DEFAULT_DEMO_SEED, mo
     print(f"Generating phantom (seed {seed}) ...", flush=True)
     case = generate_case(seed, vary=vary, **(FAST_SETTINGS if fast else {}))
     ct, truth = case.ct, case.labels
-    result = segment_image(ct, model, spec, SegmentationOptions(device=device, overlap=overlap),
+    result = segment_image(ct, model, spec, SegmentationOptions(
+        WindowOptions(device=device, overlap=overlap), maps=MapOptions(attention_grid="ct")),
                            progress=make_progress(progress))
 
     predicted = sitk.GetArrayViewFromImage(result.labelmap) == 1

@@ -64,15 +64,15 @@ def run_segmentation_in_process(image: sitk.Image, model_path: Optional[os.PathL
     (and never imports torch). `attention_grid`: "model" (each gate's own grid, what the job's
     `segment` command writes by default) or "ct"; ignored by a core without that option.
     """
-    from ..core.pipeline import SegmentationOptions, segment_image
+    from ..core.options import MapOptions, RegionOptions, SegmentationOptions, WindowOptions
+    from ..core.pipeline import segment_image
     from ..files.modelfile import default_model_path, load_model
 
     path = Path(model_path) if model_path else default_model_path()
     model, spec = load_model(path, device="cpu")
-    fields = SegmentationOptions.__dataclass_fields__
-    grid_option = {"attention_grid": attention_grid} if "attention_grid" in fields else {}
-    options = SegmentationOptions(overlap=overlap, device=device, attention=True,
-                                  point_ras=tuple(point_ras) if point_ras is not None else None, **grid_option)
+    options = SegmentationOptions(WindowOptions(overlap=overlap, device=device),
+                                  RegionOptions(point_ras=point_ras),
+                                  maps=MapOptions(attention=True, attention_grid=attention_grid))
     result = segment_image(image, model, spec, options, progress=progress, cancel=cancel)
     summary = {
         "labels": [label.to_dict() for label in result.labels],
