@@ -16,6 +16,7 @@ import qt
 import slicer
 import vtk
 from AttentionUNetSegmentLib.core.errors import InputError
+from AttentionUNetSegmentLib.files.resources import resources_folder
 from AttentionUNetSegmentLib.scene import (
     click_point,
     device_probe,
@@ -50,7 +51,7 @@ from slicer.util import VTKObservationMixin
 
 def resourcesDirectory() -> str:
     """Resources/ beside the module when installed, ../Resources in the source tree."""
-    return models.resources_directory(os.path.dirname(os.path.abspath(__file__)))
+    return str(resources_folder())
 
 
 class AttentionUNetSegment(ScriptedLoadableModule):
@@ -239,7 +240,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
 
     def _populateModelComboBox(self) -> None:
         self.ui.modelComboBox.clear()
-        for label, choice in models.model_choices(resourcesDirectory()):
+        for label, choice in models.model_choices():
             self.ui.modelComboBox.addItem(_(label), choice)
 
     def onModelChanged(self, *args) -> None:
@@ -298,7 +299,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         try:
             volume = p.inputVolume if p else None
             volumes.check_input_volume(volume)
-            modelPath = models.selected_model_path(p.model, p.modelPath, resourcesDirectory())
+            modelPath = models.selected_model_path(p.model, p.modelPath)
             job = self.logic.create_job(volume, model_path=modelPath, device=p.device, overlap=p.overlap,
                                         point_world_ras=pointWorldRas, work_root=slicer.app.temporaryPath)
         except (InputError, processes.PythonSlicerNotFound) as error:

@@ -38,7 +38,7 @@ ALLOWED: dict[str, set[str]] = {
     "training": {"core", "files", "evaluation", "reports"},
     "scene": {"core", "files"},
     "cli": {"core", "files", "evaluation", "phantom", "reports", "training"},
-    MODULE_FILE: {"core", "scene"},
+    MODULE_FILE: {"core", "files", "scene"},
 }
 
 #: Third-party families, matched by pattern on the top-level name, so that a spelling the short

@@ -27,12 +27,11 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..core.errors import InputError, PathLike
+from ..files.formats import SEGMENTATION_EXTENSION, image_extension
 from ..files.reading import read_image
 from ..files.writing import atomic_output, check_output_path
 from .metrics import METRIC_KEYS, evaluate_pair
 
-#: Longest first, so "a.seg.nrrd" is not taken for "a.seg" + ".nrrd".
-IMAGE_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 CSV_COLUMNS = ("case",) + METRIC_KEYS
 DEFAULT_SEGMENT_NAME = "pancreas"   # compared case-insensitively with Slicer segment names
 _CHANNEL_SUFFIX = re.compile(r"_0000$")
@@ -56,15 +55,9 @@ class Matching:
     unmatched_gt: list[Path] = field(default_factory=list)
 
 
-def image_suffix(path: PathLike) -> Optional[str]:
-    """The image-file extension of `path` (e.g. ".nii.gz", ".seg.nrrd"), or None if not an image."""
-    name = Path(path).name.lower()
-    return next((suffix for suffix in IMAGE_SUFFIXES if name.endswith(suffix)), None)
-
-
 def _stem(path: PathLike) -> str:
     name = Path(path).name
-    suffix = image_suffix(name)
+    suffix = image_extension(name)
     return name[: len(name) - len(suffix)] if suffix else name
 
 
@@ -77,7 +70,7 @@ def _image_files(folder: Path) -> dict[str, Path]:
     """Case id -> image file in `folder` (not recursive); two files for one case is an error."""
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or not path.is_file() or image_suffix(path) is None:
+        if path.name.startswith(".") or not path.is_file() or image_extension(path) is None:
             continue
         case = case_id(path)
         if case in found:
@@ -90,7 +83,7 @@ def _image_files(folder: Path) -> dict[str, Path]:
 def _ground_truth_folder(folder: Path) -> Path:
     """`labelsTr` of a Decathlon/nnU-Net dataset root, else the folder itself."""
     labels = folder / "labelsTr"
-    if labels.is_dir() and not any(image_suffix(p) for p in folder.iterdir() if p.is_file()):
+    if labels.is_dir() and not any(image_extension(p) for p in folder.iterdir() if p.is_file()):
         return labels
     return folder
 
@@ -202,7 +195,7 @@ def read_labelmap(path: PathLike, labels: LabelSpec,
     requested = parse_labels(labels)
     image = read_image(path)
     notes: list[tuple[str, str]] = []
-    if image_suffix(path) != ".seg.nrrd":
+    if image_extension(path) != SEGMENTATION_EXTENSION:
         return image, requested or default, notes
     try:
         segments = _segments(image)
@@ -350,7 +343,7 @@ def evaluate(pred: PathLike, gt: PathLike, label: LabelSpec = None, gt_label: La
         gt_image, gt_values, gt_notes = read_labelmap(pair.gt, gt_requested)
         notes += pred_notes + gt_notes
         result = evaluate_pair(pred_image, gt_image, pred_values, gt_values, pair.pred, pair.gt)
-        if gt_label is None and image_suffix(pair.gt) != ".seg.nrrd":
+        if gt_label is None and image_extension(pair.gt) != SEGMENTATION_EXTENSION:
             note = _multi_label_note(gt_image, gt_values)
             if note:
                 notes.append((note, pair.gt.name))

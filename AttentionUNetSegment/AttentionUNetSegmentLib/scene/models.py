@@ -1,38 +1,20 @@
-"""Which model file a run uses: a bundled model from Resources/Models, or the user's file or folder."""
+"""Which model file a run uses: a bundled model from Resources/Models (found by files.resources,
+as the command line finds them), or the user's file or folder."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Optional
 
 from ..core.errors import InputError
+from ..files.resources import DEFAULT_MODEL_NAME, bundled_model_paths, resources_folder
 
-DEFAULT_MODEL_FILE = "pancreas_phantom_attention_unet.pt"
 #: The model choice that means "the path in the model path field".
 CUSTOM_MODEL = "custom"
 
 
-def resources_directory(module_dir: str) -> str:
-    """Resources/ beside the module file when installed, ../Resources in the source tree."""
-    candidates = [os.path.join(module_dir, "Resources"), os.path.normpath(os.path.join(module_dir, "..", "Resources"))]
-    for candidate in candidates:
-        if os.path.isfile(os.path.join(candidate, "UI", "AttentionUNetSegment.ui")):
-            return candidate
-    return candidates[0]
-
-
-def bundled_model_paths(resources_dir: str) -> list[str]:
-    """The .pt files in <resources_dir>/Models, the default model first."""
-    folder = os.path.join(resources_dir, "Models")
-    if not os.path.isdir(folder):
-        return []
-    names = sorted(n for n in os.listdir(folder) if n.endswith(".pt"))
-    if DEFAULT_MODEL_FILE in names:
-        names.remove(DEFAULT_MODEL_FILE)
-        names.insert(0, DEFAULT_MODEL_FILE)
-    return [os.path.join(folder, n) for n in names]
-
-
-def selected_model_path(model: str, model_path: str, resources_dir: str) -> str:
+def selected_model_path(model: str, model_path: str, resources: Optional[Path] = None) -> str:
     """The model file or folder to run for a choice (a bundled file name, "" = default, or
     CUSTOM_MODEL with `model_path`); InputError with one clear line when there is none."""
     if model == CUSTOM_MODEL:
@@ -41,21 +23,21 @@ def selected_model_path(model: str, model_path: str, resources_dir: str) -> str:
         if not os.path.exists(model_path):
             raise InputError(model_path, "does not exist; choose a model file (.pt) or folder")
         return model_path
-    bundled = bundled_model_paths(resources_dir)
+    bundled = bundled_model_paths(resources)
     for path in bundled:
-        if os.path.basename(path) == (model or DEFAULT_MODEL_FILE):
-            return path
+        if path.name == (model or DEFAULT_MODEL_NAME):
+            return str(path)
     if not model and bundled:
-        return bundled[0]
-    raise InputError(os.path.join(resources_dir, "Models", model or DEFAULT_MODEL_FILE),
+        return str(bundled[0])
+    folder = (resources or resources_folder()) / "Models"
+    raise InputError(folder / (model or DEFAULT_MODEL_NAME),
                      "bundled model is missing; reinstall the extension or choose a model file")
 
 
-def model_choices(resources_dir: str) -> list[tuple[str, str]]:
+def model_choices(resources: Optional[Path] = None) -> list[tuple[str, str]]:
     """(label, choice) items of the model menu: the bundled models, then "file or folder"."""
     items = []
-    for path in bundled_model_paths(resources_dir):
-        name = os.path.basename(path)
-        items.append(("Bundled: pancreas (synthetic phantoms, not for clinical use)" if name == DEFAULT_MODEL_FILE
-                      else f"Bundled: {os.path.splitext(name)[0]}", name))
+    for path in bundled_model_paths(resources):
+        items.append(("Bundled: pancreas (synthetic phantoms, not for clinical use)" if path.name == DEFAULT_MODEL_NAME
+                      else f"Bundled: {path.stem}", path.name))
     return items + [("Model file or folder...", CUSTOM_MODEL)]

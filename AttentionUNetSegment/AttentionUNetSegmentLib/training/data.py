@@ -32,8 +32,8 @@ import SimpleITK as sitk
 
 from ..core.errors import InputError
 from ..core.geometry import grid_differences
+from ..files.formats import INPUT_EXTENSIONS
 
-IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 _CHANNEL_SUFFIX = re.compile(r"_(\d{4})$")          # nnU-Net: case_0000 = channel 0
 _FLAT_IMAGE = re.compile(r"^(?P<case>.+?)[_-](ct|image|img)$", re.IGNORECASE)
 _FLAT_LABEL = re.compile(r"^(?P<case>.+?)[_-](label|labels|seg|segmentation|mask)$",
@@ -55,7 +55,7 @@ class Case:
 
 def _strip_extension(name: str) -> str | None:
     lower = name.lower()
-    for ext in IMAGE_EXTENSIONS:
+    for ext in INPUT_EXTENSIONS:
         if lower.endswith(ext):
             return name[: -len(ext)]
     return None
