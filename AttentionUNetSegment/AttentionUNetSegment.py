@@ -16,6 +16,7 @@ import qt
 import slicer
 import vtk
 from AttentionUNetSegmentLib.core.errors import InputError
+from AttentionUNetSegmentLib.core.options import DEFAULT_OVERLAP
 from AttentionUNetSegmentLib.files.resources import resources_folder
 from AttentionUNetSegmentLib.scene import (
     click_point,
@@ -97,7 +98,7 @@ class AttentionUNetSegmentParameterNode:
     model: str = ""
     modelPath: str = ""
     device: str = "auto"
-    overlap: Annotated[float, WithinRange(0.0, 0.75)] = 0.5
+    overlap: Annotated[float, WithinRange(0.0, 0.75)] = DEFAULT_OVERLAP
     gate: str = MAX_GATE
     opacity: Annotated[float, WithinRange(0.0, 1.0)] = DEFAULT_OPACITY
     outputSegmentation: vtkMRMLSegmentationNode

@@ -32,12 +32,13 @@ MODULE_FILE_NAME = "AttentionUNetSegment"
 ALLOWED: dict[str, set[str]] = {
     "core": set(),
     "files": {"core"},
+    "service": {"core", "files"},
     "evaluation": {"core", "files"},
     "phantom": {"core", "files"},
-    "reports": {"core", "files", "evaluation", "phantom"},
+    "reports": {"core", "files", "service", "evaluation", "phantom"},
     "training": {"core", "files", "evaluation", "reports"},
-    "scene": {"core", "files"},
-    "cli": {"core", "files", "evaluation", "phantom", "reports", "training"},
+    "scene": {"core", "files", "service"},
+    "cli": {"core", "files", "service", "evaluation", "phantom", "reports", "training"},
     MODULE_FILE: {"core", "files", "scene"},
 }
 
@@ -57,6 +58,7 @@ _GUI = {"slicer", "qt", "ctk", "vtk"}
 FORBIDDEN: dict[str, set[str]] = {
     "core": _GUI | {"matplotlib", "scipy"},
     "files": _GUI | {"matplotlib"},
+    "service": _GUI | {"matplotlib"},
     "scene": {"qt", "ctk"},
     MODULE_FILE: {"torch"},
 }

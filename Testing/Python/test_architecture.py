@@ -121,8 +121,8 @@ def test_package_imports_in_the_module_file_are_checked(tmp_path, statement, exp
 
 def test_torch_imported_lazily_by_the_scene_is_allowed_and_at_load_is_not(tmp_path):
     lib = _plant(tmp_path, {"scene/results.py": "def run():\n    import torch\n",
-                            "scene/job.py": "from ..files import contract\n",
-                            "files/contract.py": "from ..core import pipeline\n",
+                            "scene/job.py": "from ..service import contract\n",
+                            "service/contract.py": "from ..core import pipeline\n",
                             "core/pipeline.py": "import torch\n"})
     assert violations(lib) == [f"{PACKAGE}.scene.job loads torch when it is imported through "
                                f"{PACKAGE}.core.pipeline"]

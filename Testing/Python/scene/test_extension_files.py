@@ -29,9 +29,8 @@ UI_FILE = REPO / "Resources" / "UI" / "AttentionUNetSegment.ui"
 CMAKE_FILE = REPO / "CMakeLists.txt"
 SCENE_FILES = sorted((LIB_DIR / "scene").glob("*.py"))
 #: What Slicer runs: the runtime packages whole, and of the command line only `segment`.
-SLICER_PACKAGES = ("core", "files", "scene")
-SLICER_CLI_FILES = ("cli/__init__.py", "cli/argtypes.py", "cli/cohort.py", "cli/main.py", "cli/segment.py",
-                    "cli/segment_common.py")
+SLICER_PACKAGES = ("core", "files", "service", "scene")
+SLICER_CLI_FILES = ("cli/__init__.py", "cli/argtypes.py", "cli/main.py", "cli/segment.py")
 
 
 def _lib_files(pattern: str = "**/*.py") -> list[str]:
