@@ -21,7 +21,7 @@ from .checkpoints import (
     atomic_torch_save,
     save_model_file,
 )
-from .config import ARCH_CHOICES, TrainConfig
+from .config import TrainConfig
 from .data import (
     Case,
     check_merge_is_safe,
@@ -190,7 +190,7 @@ def _initial_weights(config: TrainConfig, model: nn.Module, network_args: dict,
     def plain(args: dict) -> dict:
         return {key: list(value) if isinstance(value, tuple) else value
                 for key, value in args.items()}
-    wanted = (ARCH_CHOICES[config.arch], plain(network_args))
+    wanted = (config.arch, plain(network_args))
     found = (spec.architecture, plain(spec.network_args))
     if wanted != found:
         raise InputError(config.init_from, f"--init-from needs the same network: the file has "
@@ -214,7 +214,7 @@ def build_training_state(config: TrainConfig, data: TrainingData, state: dict | 
                                                                       device.type == "cuda")
     network_args = {"in_channels": 1, "n_classes": data.n_classes, "widths": list(config.widths)}
     torch.manual_seed(config.seed)        # same initial weights on every rank
-    model = build_network(ARCH_CHOICES[config.arch], **network_args)
+    model = build_network(config.arch, **network_args)
     if state is None and config.init_from:
         _initial_weights(config, model, network_args, data.intensity)
     model = model.to(device)

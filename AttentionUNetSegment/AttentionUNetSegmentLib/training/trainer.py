@@ -44,7 +44,7 @@ from .checkpoints import (
     write_curve,
     write_log,
 )
-from .config import ARCH_CHOICES, FIXED_ON_RESUME, TrainConfig
+from .config import FIXED_ON_RESUME, TrainConfig
 from .distributed import DistributedContext, start_distributed
 from .randomisation import randomise_domain
 from .reporting import ProgressCallback, Reporter
@@ -107,7 +107,7 @@ def _train(config: TrainConfig, dataset_dir: Path, out: Path, resume: bool, over
                            config.iterations_per_epoch * config.batch_size, config.batch_size,
                            config.seed, ctx.rank, data.case_probabilities)
     names = " + ".join(source.name for source in data.record.sources)
-    reporter.line(f"training {ARCH_CHOICES[config.arch]} on {len(data.train)} cases of {names} "
+    reporter.line(f"training {config.arch} on {len(data.train)} cases of {names} "
                   f"(validation {len(data.val)}) on {ctx.device}"
                   f"{f' x {ctx.world_size} ranks' if ctx.enabled else ''}; epochs "
                   f"{run.start_epoch + 1}..{config.epochs}; output {out}")
@@ -144,7 +144,7 @@ def _run_epoch(config: TrainConfig, data: TrainingData, run: TrainingState, data
         save_epoch(config, data, run, epoch + 1, improved, out, ctx.world_size)
         write_log(out / LOG_FILE, run.history)
         figure_error = write_curve(out / CURVE_FILE, run.history,
-                                   f"{ARCH_CHOICES[config.arch]} on {data.record.sources[0].name}")
+                                   f"{config.arch} on {data.record.sources[0].name}")
         if figure_error and epoch == run.start_epoch:
             reporter.line(f"warning: no learning curve ({figure_error})")
     row = run.history[-1]

@@ -129,7 +129,7 @@ def test_resume_reproduces_an_uninterrupted_run(dataset, two_epochs, tmp_path):
 
     # Resuming with settings that define another model is refused.
     with pytest.raises(InputError, match="arch"):
-        train(replace(TINY, arch="unet", epochs=3), dataset, out, resume=True, progress=False)
+        train(replace(TINY, arch="unet3d", epochs=3), dataset, out, resume=True, progress=False)
 
 
 def test_model_file_records_every_learning_rate_phase(dataset, tmp_path):
@@ -170,11 +170,11 @@ def test_cli_refuses_to_overwrite_and_parses_paper_patch_order(dataset, two_epoc
     assert (out / "model.pt").stat().st_mtime_ns == before
 
     args = parser.parse_args(["train", str(dataset), "-o", "m", "--patch", "160,160,96",
-                              "--spacing", "2", "--labels", "1:1,2:1", "--arch", "unet",
+                              "--spacing", "2", "--labels", "1:1,2:1", "--arch", "unet3d",
                               "--flip-axes", "x"])
     config = config_from_args(args)
     assert config.patch_size_zyx == (96, 160, 160)          # x,y,z on the line, z,y,x inside
-    assert config.spacing_zyx == (2.0, 2.0, 2.0) and config.arch == "unet"
+    assert config.spacing_zyx == (2.0, 2.0, 2.0) and config.arch == "unet3d"
     assert config.labels == "1:1,2:1" and config.augmentation.flip_axes == ("x",)
     assert config.epochs == TrainConfig().epochs             # untouched options keep defaults
     args = parser.parse_args(["train", str(dataset), "-o", "m", "--patch", "100,100,100"])
