@@ -1,4 +1,5 @@
-"""What a segment is: label value, name, colour and standard terminology (SNOMED CT)."""
+"""What a segment is (label value, name, colour, standard terminology: SNOMED CT), and which
+values of a labelmap count as which class: the one label syntax of every command."""
 
 from __future__ import annotations
 
