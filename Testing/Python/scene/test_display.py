@@ -4,7 +4,6 @@ an overlay on a coarse grid of its own landing in the right physical place."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import SimpleITK as sitk

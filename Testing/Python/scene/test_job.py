@@ -19,7 +19,6 @@ from AttentionUNetSegmentLib.scene import job as job_module  # noqa: E402
 from AttentionUNetSegmentLib.scene import processes  # noqa: E402
 from AttentionUNetSegmentLib.scene.job import FAILED, SUCCEEDED, SegmentationJob  # noqa: E402
 from AttentionUNetSegmentLib.service.contract import INPUT_FILE, LABELS_FILE  # noqa: E402
-
 from mrml_helpers import export_segment  # noqa: E402
 
 

@@ -4,7 +4,6 @@ overlays on their own (coarser) grids, and `.seg.nrrd` written from the scene re
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -16,7 +15,6 @@ from AttentionUNetSegmentLib.core.errors import InputError  # noqa: E402
 from AttentionUNetSegmentLib.core.labels import PANCREAS  # noqa: E402
 from AttentionUNetSegmentLib.scene.results import SegmentationOutput  # noqa: E402
 from AttentionUNetSegmentLib.scene.roles import MAX_GATE, SEGMENTATION_ROLE  # noqa: E402
-
 from mrml_helpers import (  # noqa: E402
     DIRECTIONS,
     PANCREAS_RGB,

@@ -3,7 +3,6 @@ oblique), the input checks, and which volumes count as CTs."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -13,7 +12,6 @@ vtk = pytest.importorskip("vtk")
 
 from AttentionUNetSegmentLib.core.errors import InputError  # noqa: E402
 from AttentionUNetSegmentLib.scene import volumes  # noqa: E402
-
 from mrml_helpers import DIRECTIONS, grid, ijk_to_ras, output_like, phantom_ct  # noqa: E402
 
 
