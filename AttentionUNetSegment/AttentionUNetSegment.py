@@ -2,7 +2,7 @@
 each attention gate's coefficients shown as colour overlays on the CT slices.
 
 Thin Slicer wiring only: Module, parameter node, Widget, Logic, self-test. Everything else is in
-`AttentionUNetSegmentLib.slicer` (no Qt there; tested headless against a real MRML scene). The
+`AttentionUNetSegmentLib.scene` (no Qt there; tested headless against a real MRML scene). The
 computation is the `segment` command, run in a background process so Slicer stays usable.
 PyTorch is never imported into Slicer's process by this module.
 """
@@ -16,7 +16,9 @@ import qt
 import slicer
 import vtk
 from AttentionUNetSegmentLib.core.errors import InputError
-from AttentionUNetSegmentLib.slicer import (
+from AttentionUNetSegmentLib.core.options import DEFAULT_OVERLAP
+from AttentionUNetSegmentLib.files.resources import resources_folder
+from AttentionUNetSegmentLib.scene import (
     click_point,
     device_probe,
     models,
@@ -25,12 +27,12 @@ from AttentionUNetSegmentLib.slicer import (
     selftest,
     volumes,
 )
-from AttentionUNetSegmentLib.slicer.job import FAILED, RUNNING, SUCCEEDED
-from AttentionUNetSegmentLib.slicer.logic import (
+from AttentionUNetSegmentLib.scene.job import FAILED, RUNNING, SUCCEEDED
+from AttentionUNetSegmentLib.scene.logic import (
     AttentionUNetSegmentSceneLogic,
     result_text,
 )
-from AttentionUNetSegmentLib.slicer.roles import DEFAULT_OPACITY, MAX_GATE, NO_OVERLAY
+from AttentionUNetSegmentLib.scene.roles import DEFAULT_OPACITY, MAX_GATE, NO_OVERLAY
 from slicer import (
     vtkMRMLMarkupsFiducialNode,
     vtkMRMLScalarVolumeNode,
@@ -50,7 +52,7 @@ from slicer.util import VTKObservationMixin
 
 def resourcesDirectory() -> str:
     """Resources/ beside the module when installed, ../Resources in the source tree."""
-    return models.resources_directory(os.path.dirname(os.path.abspath(__file__)))
+    return str(resources_folder())
 
 
 class AttentionUNetSegment(ScriptedLoadableModule):
@@ -96,7 +98,7 @@ class AttentionUNetSegmentParameterNode:
     model: str = ""
     modelPath: str = ""
     device: str = "auto"
-    overlap: Annotated[float, WithinRange(0.0, 0.75)] = 0.5
+    overlap: Annotated[float, WithinRange(0.0, 0.75)] = DEFAULT_OVERLAP
     gate: str = MAX_GATE
     opacity: Annotated[float, WithinRange(0.0, 1.0)] = DEFAULT_OPACITY
     outputSegmentation: vtkMRMLSegmentationNode
@@ -239,7 +241,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
 
     def _populateModelComboBox(self) -> None:
         self.ui.modelComboBox.clear()
-        for label, choice in models.model_choices(resourcesDirectory()):
+        for label, choice in models.model_choices():
             self.ui.modelComboBox.addItem(_(label), choice)
 
     def onModelChanged(self, *args) -> None:
@@ -298,7 +300,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         try:
             volume = p.inputVolume if p else None
             volumes.check_input_volume(volume)
-            modelPath = models.selected_model_path(p.model, p.modelPath, resourcesDirectory())
+            modelPath = models.selected_model_path(p.model, p.modelPath)
             job = self.logic.create_job(volume, model_path=modelPath, device=p.device, overlap=p.overlap,
                                         point_world_ras=pointWorldRas, work_root=slicer.app.temporaryPath)
         except (InputError, processes.PythonSlicerNotFound) as error:
@@ -476,7 +478,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
 
 
 class AttentionUNetSegmentLogic(ScriptedLoadableModuleLogic, AttentionUNetSegmentSceneLogic):
-    """The scene logic (AttentionUNetSegmentLib.slicer.logic) on slicer.mrmlScene, usable without the GUI:
+    """The scene logic (AttentionUNetSegmentLib.scene.logic) on slicer.mrmlScene, usable without the GUI:
     job = logic.create_job(volumeNode).start(); poll until done; logic.apply_result(volumeNode, job.result())."""
 
     def __init__(self) -> None:
@@ -488,7 +490,7 @@ class AttentionUNetSegmentLogic(ScriptedLoadableModuleLogic, AttentionUNetSegmen
 
 
 class AttentionUNetSegmentTest(ScriptedLoadableModuleTest):
-    """End to end inside Slicer (AttentionUNetSegmentLib.slicer.selftest): synthetic CT -> background
+    """End to end inside Slicer (AttentionUNetSegmentLib.scene.selftest): synthetic CT -> background
     job with a tiny model -> scene nodes; cancel; a broken model. Torch is never imported here: the
     job's Python is asked for it (skipped with a clear message on a stock Slicer) and writes the model."""
 

@@ -101,9 +101,9 @@ class SceneSetup:
 
 
 def time_module(setup: SceneSetup, model: Path, device: str, overlap: float, poll_s: float = 0.1) -> dict:
-    from AttentionUNetSegmentLib.slicer.display import slice_view_rgba
-    from AttentionUNetSegmentLib.slicer.job import RUNNING, SUCCEEDED
-    from AttentionUNetSegmentLib.slicer.logic import AttentionUNetSegmentSceneLogic
+    from AttentionUNetSegmentLib.scene.display import slice_view_rgba
+    from AttentionUNetSegmentLib.scene.job import RUNNING, SUCCEEDED
+    from AttentionUNetSegmentLib.scene.logic import AttentionUNetSegmentSceneLogic
 
     logic = AttentionUNetSegmentSceneLogic(setup.scene, setup.segmentations_logic)
     start = time.perf_counter()                                       # "Segment" pressed

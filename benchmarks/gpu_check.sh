@@ -86,7 +86,7 @@ log "tests"
 timeout "$(limit "$TEST_LIMIT")" "$PY" -m pytest -q -p no:cacheprovider -o addopts="" --junitxml "$OUT_DIR/tests.xml" \
   Testing/Python/core/test_inference.py Testing/Python/core/test_devices.py Testing/Python/files/test_modelfile.py \
   Testing/Python/core/test_pipeline.py -k "not model_grid_maps" \
-  "Testing/Python/slicer/test_extension_files.py::test_cmake_extension_metadata_and_self_test" \
+  "Testing/Python/scene/test_extension_files.py::test_cmake_extension_metadata_and_self_test" \
   > "$OUT_DIR/tests.log" 2>&1
 echo $? > "$OUT_DIR/tests.rc"
 log "tests: $(tail -1 "$OUT_DIR/tests.log")"

@@ -23,6 +23,9 @@ mkdir -p "$work"
 run_aus() {
   if [ -n "${RECIPE_DRY_RUN:-}" ]; then echo "attention-unet-segment $*"; else "$aus" "$@"; fi
 }
+network() {  # the folder names attention / unet -> train --arch, as model files name the networks
+  case "$1" in attention) echo attention_unet3d ;; unet) echo unet3d ;; *) echo "$1" ;; esac
+}
 case "${2:-}" in
   ""|real-cpu|real-gpu|context-cpu|context-gpu) ;;
   *) echo "recipe.sh: unknown phase set '$2' (use real-cpu, real-gpu, context-cpu or context-gpu)" >&2
@@ -39,9 +42,9 @@ esac
 CONTEXT_LABELS=1:1,2:2,3:3,4:4,5:4,6:5,7:6,8:7,9:7,11:8,12:8,13:9,14:9,16:10
 context_phases() {  # cpu | gpu
   local mode=$1 data="$here/../shared/data" out="$work/models_context"
-  [ -f "$work/phantom_context/dataset.json" ] || run_aus phantom "$work/phantom_context" --cases 52 --seed 13 --all-organs
-  [ -f "$work/phantom_test_vary/dataset.json" ] || run_aus phantom "$work/phantom_test_vary" --cases 4 --seed 9100
-  [ -f "$work/phantom_test_novary/dataset.json" ] || run_aus phantom "$work/phantom_test_novary" --cases 4 --seed 9100 --no-variation
+  [ -f "$work/phantom_context/dataset.json" ] || run_aus phantom -o "$work/phantom_context" --cases 52 --seed 13 --all-organs
+  [ -f "$work/phantom_test_vary/dataset.json" ] || run_aus phantom -o "$work/phantom_test_vary" --cases 4 --seed 9100
+  [ -f "$work/phantom_test_novary/dataset.json" ] || run_aus phantom -o "$work/phantom_test_novary" --cases 4 --seed 9100 --no-variation
   local settings
   if [ "$mode" = gpu ]; then   # ~15 patches/s on an H200: 30 x 125 steps of batch 2 in ~8.5 min
     settings=(--patch 160,160,96 --epochs 30 --iterations-per-epoch 125 --val-every 5 --workers 8
@@ -53,7 +56,7 @@ context_phases() {  # cpu | gpu
   for arch in ${ARCHS:-attention unet}; do
     local model="$out/$arch" resume=() pred="$work/pred_context/$arch"
     [ -f "$model/checkpoint_last.pt" ] && resume=(--resume)
-    run_aus train "$work/phantom_context" -o "$model" --arch "$arch" "${resume[@]}" \
+    run_aus train "$work/phantom_context" -o "$model" --arch "$(network "$arch")" "${resume[@]}" \
       --labels "$CONTEXT_LABELS" --context-classes --domain-randomisation "${settings[@]}" \
       --spacing 2 --batch-size 2 --optimizer adam --lr 5e-4 --lr-schedule poly --seed 0 \
       --val-cases phantom_048,phantom_049,phantom_050,phantom_051 --progress none
@@ -66,8 +69,8 @@ context_phases() {  # cpu | gpu
         tsexample) ct=$data/totalsegmentator-example/ct.nii.gz; gt=$data/totalsegmentator-example/totalsegmentator_labels.nii.gz ;;
       esac
       run_aus segment "$ct" -o "$pred/$case.nii.gz" --model "$model" --progress none
-      run_aus evaluate "$pred/$case.nii.gz" "$gt" --gt-label "$label" --model "$model" \
-        --csv "$work/eval_context_${case}_$arch.csv"
+      run_aus evaluate "$pred/$case.nii.gz" "$gt" --truth-label "$label" --model "$model" \
+        -o "$work/eval_context_${case}_$arch.csv"
     done
     for test_set in phantom_test_vary phantom_test_novary; do
       mkdir -p "$pred/$test_set"
@@ -75,7 +78,7 @@ context_phases() {  # cpu | gpu
         run_aus segment "$image" -o "$pred/$test_set/$(basename "$image" _0000.nii.gz).nii.gz" \
           --model "$model" --progress none
       done
-      run_aus evaluate "$pred/$test_set" "$work/$test_set/labelsTr" --csv "$work/eval_context_${test_set}_$arch.csv"
+      run_aus evaluate "$pred/$test_set" "$work/$test_set/labelsTr" -o "$work/eval_context_${test_set}_$arch.csv"
     done
   done
 }
@@ -84,11 +87,11 @@ if [[ "${2:-}" == context-* ]]; then
   exit 0
 fi
 
-[ -f "$work/phantom_train/dataset.json" ] || run_aus phantom "$work/phantom_train" --cases 40 --seed 0 --no-variation
-[ -f "$work/phantom_test/dataset.json" ] || run_aus phantom "$work/phantom_test" --cases 10 --seed 5000 --no-variation
-[ -f "$work/phantom_test2/dataset.json" ] || run_aus phantom "$work/phantom_test2" --cases 20 --seed 6000 --no-variation
-[ -f "$work/phantom_test3/dataset.json" ] || run_aus phantom "$work/phantom_test3" --cases 20 --seed 7000 --no-variation
-[ -f "$work/phantom_test4/dataset.json" ] || run_aus phantom "$work/phantom_test4" --cases 30 --seed 8000 --no-variation
+[ -f "$work/phantom_train/dataset.json" ] || run_aus phantom -o "$work/phantom_train" --cases 40 --seed 0 --no-variation
+[ -f "$work/phantom_test/dataset.json" ] || run_aus phantom -o "$work/phantom_test" --cases 10 --seed 5000 --no-variation
+[ -f "$work/phantom_test2/dataset.json" ] || run_aus phantom -o "$work/phantom_test2" --cases 20 --seed 6000 --no-variation
+[ -f "$work/phantom_test3/dataset.json" ] || run_aus phantom -o "$work/phantom_test3" --cases 20 --seed 7000 --no-variation
+[ -f "$work/phantom_test4/dataset.json" ] || run_aus phantom -o "$work/phantom_test4" --cases 30 --seed 8000 --no-variation
 
 # ---------------------------------------------------------------------------------------------
 # Phantoms + real cases (issue 12). Each real case is its own one-case dataset (a flat folder of
@@ -142,7 +145,7 @@ real_phases() {  # cpu | gpu
       [ -f "$work/models/unet/model.pt" ] || { echo "skip $1 unet: run the phantom recipe first" >&2; return 0; }
       init=(--init-from "$work/models/unet/model.pt")
     fi
-    run_aus train "$work/phantom_train" -o "$out/$2/$1" --arch "$2" "${extras[@]}" \
+    run_aus train "$work/phantom_train" -o "$out/$2/$1" --arch "$(network "$2")" "${extras[@]}" \
       --domain-randomisation "${settings[@]}" "${init[@]}" "${resume[@]}" --lr "$3" \
       --epochs "$4" --progress none
   }
@@ -160,15 +163,15 @@ real_phases() {  # cpu | gpu
             --model "$out/$arch/all" --progress none
         done
         run_aus evaluate "$pred" "$work/phantom_test4/labelsTr" --model "$out/$arch/all" \
-          --csv "$work/eval_phantom_test4_all_$arch.csv"
+          -o "$work/eval_phantom_test4_all_$arch.csv"
         continue
       fi
       local held=${model#loo_} pred="$work/pred_real/$arch"
       mkdir -p "$pred"
       run_aus segment "${ct[$held]}" -o "$pred/$held.nii.gz" --model "$out/$arch/$model" --progress none
       # --model prints whether the model trained on this ground truth (it must say "unseen").
-      run_aus evaluate "$pred/$held.nii.gz" "${gt[$held]}" --gt-label "${pancreas[$held]}" \
-        --model "$out/$arch/$model" --csv "$work/eval_real_${held}_$arch.csv"
+      run_aus evaluate "$pred/$held.nii.gz" "${gt[$held]}" --truth-label "${pancreas[$held]}" \
+        --model "$out/$arch/$model" -o "$work/eval_real_${held}_$arch.csv"
     done
   done
 }
@@ -184,7 +187,7 @@ fi
 # that is already complete returns at once.
 train_phase() {  # arch lr epochs
   local resume=(); [ -f "$work/models/$1/checkpoint_last.pt" ] && resume=(--resume)
-  OMP_NUM_THREADS=1 "$aus" train "$work/phantom_train" -o "$work/models/$1" --arch "$1" "${resume[@]}" \
+  OMP_NUM_THREADS=1 "$aus" train "$work/phantom_train" -o "$work/models/$1" --arch "$(network "$1")" "${resume[@]}" \
     --patch 96,96,64 --widths 8,16,32,64,128 --lr "$2" --iterations-per-epoch 40 \
     --epochs "$3" --val-every 3 --val-fraction 0.1 --workers 0 --cache --seed 0 \
     --progress none >> "$work/train_$1.log" 2>&1
@@ -203,7 +206,7 @@ for test_set in "${test_sets[@]}"; do
       case_id=$(basename "$image" _0000.nii.gz)
       "$aus" segment "$image" -o "$pred/$case_id.nii.gz" --model "$work/models/$arch" --progress none
     done
-    "$aus" evaluate "$pred" "$work/$test_set/labelsTr" --csv "$work/eval_${test_set}_$arch.csv"
+    "$aus" evaluate "$pred" "$work/$test_set/labelsTr" -o "$work/eval_${test_set}_$arch.csv"
   done
   "$aus" compare "$work/eval_${test_set}_attention.csv" "$work/eval_${test_set}_unet.csv" --names attention,unet
 done
@@ -223,6 +226,6 @@ ct="$here/../shared/data/totalsegmentator-example"
 if [ -d "$ct" ]; then
   for arch in attention unet; do
     "$aus" segment "$ct/ct.nii.gz" -o "$work/real_ct_$arch.nii.gz" --model "$work/models/$arch" --progress none
-    "$aus" evaluate "$work/real_ct_$arch.nii.gz" "$ct/totalsegmentator_labels.nii.gz" --gt-label 7
+    "$aus" evaluate "$work/real_ct_$arch.nii.gz" "$ct/totalsegmentator_labels.nii.gz" --truth-label 7
   done
 fi

@@ -28,11 +28,11 @@ import SimpleITK as sitk  # noqa: E402
 import slicer  # noqa: E402
 import vtk  # noqa: E402
 from AttentionUNetSegmentLib.reports import figures  # noqa: E402
-from AttentionUNetSegmentLib.slicer.display import slice_view_rgba  # noqa: E402
-from AttentionUNetSegmentLib.slicer.job import SUCCEEDED  # noqa: E402
-from AttentionUNetSegmentLib.slicer.logic import AttentionUNetSegmentSceneLogic  # noqa: E402
-from AttentionUNetSegmentLib.slicer.roles import MAX_GATE, OVERLAY_LOWER_THRESHOLD  # noqa: E402
-from AttentionUNetSegmentLib.slicer.volumes import image_to_volume_node  # noqa: E402
+from AttentionUNetSegmentLib.scene.display import slice_view_rgba  # noqa: E402
+from AttentionUNetSegmentLib.scene.job import SUCCEEDED  # noqa: E402
+from AttentionUNetSegmentLib.scene.logic import AttentionUNetSegmentSceneLogic  # noqa: E402
+from AttentionUNetSegmentLib.scene.roles import MAX_GATE, OVERLAY_LOWER_THRESHOLD  # noqa: E402
+from AttentionUNetSegmentLib.scene.volumes import image_to_volume_node  # noqa: E402
 
 
 def _scene():

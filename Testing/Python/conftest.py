@@ -7,7 +7,6 @@ next to it). Tests must never download anything.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,30 +17,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 import torch  # noqa: E402
 
 torch.set_num_threads(2)
-
-
-def _import_slicer_without_the_test_folder() -> None:
-    """Import the `slicer` meta-package before Testing/Python is on sys.path for it.
-
-    slicer-core's `slicer/__init__.py` extends its package path with every folder named `slicer`
-    on sys.path and imports all modules there, copying their names into `slicer`. pytest puts
-    Testing/Python on sys.path, so Testing/Python/slicer would be taken for part of Slicer, and every
-    test file here imported (and re-run) as `slicer.test_...`. Importing it once without that
-    entry keeps the package path to the real Slicer modules. It runs here, in the top conftest,
-    so that it comes before any test file, whichever folder pytest is asked to run.
-    """
-    tests_root = Path(__file__).resolve().parent
-    saved = list(sys.path)
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != tests_root]
-    try:
-        import slicer  # noqa: F401
-    except ImportError:
-        pass  # no slicer-core: the tests that need it skip
-    finally:
-        sys.path[:] = saved
-
-
-_import_slicer_without_the_test_folder()
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data" / "totalsegmentator-example"

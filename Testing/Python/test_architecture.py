@@ -1,153 +1,133 @@
-"""The package's import rule, read from the code's own imports (ast), so it stays true.
+"""The package's import rule (import_rules.py, the one place it is written) holds for the code,
+and the checker catches each kind of violation when one is planted in a small fake tree.
 
-Each sub-package may import only the ones listed for it: arrows point one way, toward `core`,
-and nothing imports `cli`. Within and across packages there are no import cycles (lazy imports
-inside functions count too: a cycle hidden in a function is still a cycle). See
-docs/architecture.md.
+See docs/architecture.md for the rule in words.
 """
 
 from __future__ import annotations
 
-import ast
+import textwrap
 from pathlib import Path
 
+import import_rules
 import pytest
+from import_rules import ALLOWED, MODULE_FILE, PACKAGE, cycles, read_tree, violations
 
-LIB_DIR = Path(__file__).resolve().parents[2] / "AttentionUNetSegment" / "AttentionUNetSegmentLib"
-PACKAGE = LIB_DIR.name
-
-#: sub-package -> the sub-packages it may import (besides itself).
-ALLOWED = {
-    "core": set(),
-    "files": {"core"},
-    "evaluation": {"core", "files"},
-    "phantom": {"core", "files"},
-    "reports": {"core", "files", "evaluation", "phantom"},
-    "training": {"core", "files", "evaluation", "reports"},
-    "slicer": {"core", "files"},
-    "cli": {"core", "files", "evaluation", "phantom", "reports", "training"},
-}
-#: Third-party modules a sub-package must never import (the core runs in Slicer and headless).
-FORBIDDEN_THIRD_PARTY = {
-    "core": {"slicer", "qt", "ctk", "vtk", "matplotlib", "scipy"},
-    "files": {"slicer", "qt", "ctk", "vtk", "matplotlib"},
-    "slicer": {"qt", "ctk"},
-}
-
-
-def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(LIB_DIR).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join([PACKAGE, *parts])
-
-
-def _modules() -> dict[str, Path]:
-    return {_module_name(p): p for p in sorted(LIB_DIR.rglob("*.py")) if "__pycache__" not in p.parts}
-
-
-def _imports(path: Path) -> tuple[set[str], set[str]]:
-    """(modules of this package, top-level third-party names) imported anywhere in `path`."""
-    name = _module_name(path)
-    base = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    internal, external = set(), set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                anchor = base.rsplit(".", node.level - 1)[0] if node.level > 1 else base
-                target = f"{anchor}.{node.module}" if node.module else anchor
-            else:
-                target = node.module or ""
-            if target.split(".")[0] == PACKAGE:
-                internal.add(target)
-                internal.update(f"{target}.{alias.name}" for alias in node.names)
-            else:
-                external.add(target.split(".")[0])
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                (internal if alias.name.split(".")[0] == PACKAGE else external).add(
-                    alias.name if alias.name.split(".")[0] == PACKAGE else alias.name.split(".")[0])
-    return internal, external
-
-
-def _graph() -> dict[str, set[str]]:
-    modules = _modules()
-    return {name: {m for m in _imports(path)[0] if m in modules and m != name} for name, path in modules.items()}
-
-
-def _subpackage(module: str) -> str | None:
-    parts = module.split(".")
-    return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in ALLOWED) else None
+MODULE_DIR = Path(__file__).resolve().parents[2] / "AttentionUNetSegment"
+LIB_DIR = MODULE_DIR / PACKAGE
+MODULE_FILE_PATH = MODULE_DIR / "AttentionUNetSegment.py"
 
 
 def test_every_subpackage_is_known():
     folders = {p.name for p in LIB_DIR.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
-    assert folders == set(ALLOWED), "add the new sub-package to ALLOWED (and docs/architecture.md)"
+    assert folders == set(ALLOWED) - {MODULE_FILE}, "add the new sub-package to import_rules.ALLOWED " \
+                                                    "(and docs/architecture.md)"
     loose = sorted(p.name for p in LIB_DIR.glob("*.py") if p.name not in ("__init__.py", "__main__.py"))
     assert not loose, f"every module belongs in a sub-package: {loose}"
 
 
-@pytest.mark.parametrize("package", sorted(ALLOWED))
-def test_imports_point_toward_the_core(package):
-    wrong = []
-    for module, targets in _graph().items():
-        if _subpackage(module) != package:
-            continue
-        for target in sorted(targets):
-            other = _subpackage(target)
-            if other not in (None, package) and other not in ALLOWED[package]:
-                wrong.append(f"{module} imports {target}")
-    assert not wrong, "\n".join(wrong)
+def test_the_package_and_the_module_file_keep_the_rule():
+    assert violations(LIB_DIR, MODULE_FILE_PATH) == []
 
 
-@pytest.mark.parametrize("package", sorted(FORBIDDEN_THIRD_PARTY))
-def test_runtime_packages_avoid_gui_and_plotting_libraries(package):
-    wrong = [f"{name} imports {sorted(_imports(path)[1] & FORBIDDEN_THIRD_PARTY[package])}"
-             for name, path in _modules().items()
-             if _subpackage(name) == package and _imports(path)[1] & FORBIDDEN_THIRD_PARTY[package]]
-    assert not wrong, "\n".join(wrong)
+def test_the_module_file_is_the_qt_wiring():
+    found = read_tree(LIB_DIR, MODULE_FILE_PATH).imports[import_rules.MODULE_FILE_NAME]
+    assert {"qt", "slicer", "vtk"} <= import_rules.families(found.external_at_load)
 
 
-def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected components with more than one module (Tarjan, iterative)."""
-    index, low, on_stack, stack, found, counter = {}, {}, set(), [], [], [0]
-    for root in graph:
-        if root in index:
-            continue
-        work = [(root, iter(sorted(graph[root])))]
-        index[root] = low[root] = counter[0]; counter[0] += 1
-        stack.append(root); on_stack.add(root)
-        while work:
-            node, children = work[-1]
-            child = next(children, None)
-            if child is not None:
-                if child not in index:
-                    index[child] = low[child] = counter[0]; counter[0] += 1
-                    stack.append(child); on_stack.add(child)
-                    work.append((child, iter(sorted(graph[child]))))
-                elif child in on_stack:
-                    low[node] = min(low[node], index[child])
-                continue
-            work.pop()
-            if work:
-                low[work[-1][0]] = min(low[work[-1][0]], low[node])
-            if low[node] == index[node]:
-                component = []
-                while True:
-                    member = stack.pop(); on_stack.discard(member); component.append(member)
-                    if member == node:
-                        break
-                if len(component) > 1:
-                    found.append(sorted(component))
-    return found
+# --------------------------------------------------------------------------- planted violations
 
 
-def test_no_import_cycles():
-    # Package __init__ files import nothing of the package, so a module never cycles through one.
-    graph = {m: {t for t in targets if not _modules()[t].name == "__init__.py"} for m, targets in _graph().items()}
-    assert _cycles(graph) == []
+def _plant(tmp_path: Path, files: dict[str, str]) -> Path:
+    """A fake package (and module file) from {relative path: source}; every folder gets an
+    __init__.py unless one is given."""
+    lib = tmp_path / PACKAGE
+    for name, source in {"__init__.py": "", **files}.items():
+        path = tmp_path / name if name == "AttentionUNetSegment.py" else lib / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(source), encoding="utf-8")
+    for folder in [p for p in lib.rglob("*") if p.is_dir()]:
+        (folder / "__init__.py").touch(exist_ok=True)
+    return lib
+
+
+_TRAINING = {"training/loop.py": "def run():\n    return 1\n"}
+
+
+@pytest.mark.parametrize("source", [
+    "import importlib\nLOOP = importlib.import_module('AttentionUNetSegmentLib.training.loop')\n",
+    "import importlib\ndef later():\n    return importlib.import_module('..training.loop', __package__)\n",
+    "from importlib import import_module\nloop = import_module('.loop', package='AttentionUNetSegmentLib.training')\n",
+    "training = __import__('AttentionUNetSegmentLib.training.loop')\n",
+], ids=["absolute", "relative-in-a-function", "imported-function", "dunder-import"])
+def test_a_dynamic_import_of_training_code_in_the_core_is_caught(tmp_path, source):
+    lib = _plant(tmp_path, {"core/engine.py": source, **_TRAINING})
+    assert violations(lib) == [
+        f"{PACKAGE}.core.engine imports {PACKAGE}.training.loop (core may import only [])"]
+
+
+def test_a_dynamic_import_the_checker_cannot_read_is_caught_outside_the_cli(tmp_path):
+    source = "import importlib\ndef load(name):\n    return importlib.import_module(f'..{name}', __package__)\n"
+    lib = _plant(tmp_path, {"core/engine.py": source, "cli/main.py": source})
+    assert violations(lib) == [f"{PACKAGE}.core.engine:3: a dynamic import whose target the checker cannot read"]
+
+
+@pytest.mark.parametrize("statement, name", [
+    ("import PythonQt", "PythonQt"),
+    ("from vtkmodules.vtkCommonCore import vtkObject", "vtkmodules.vtkCommonCore"),
+    ("import qSlicerBaseQTGUIPythonQt", "qSlicerBaseQTGUIPythonQt"),
+    ("from MRMLCorePython import vtkMRMLScene", "MRMLCorePython"),
+    ("def draw():\n    import matplotlib.pyplot as plt", "matplotlib.pyplot"),
+])
+def test_a_gui_or_plotting_library_in_the_core_is_caught(tmp_path, statement, name):
+    lib = _plant(tmp_path, {"core/engine.py": statement + "\n"})
+    (found,) = violations(lib)
+    assert found.startswith(f"{PACKAGE}.core.engine imports {name}") and "is forbidden there" in found
+
+
+def test_a_cycle_through_a_package_init_is_caught(tmp_path):
+    lib = _plant(tmp_path, {
+        "core/__init__.py": "from .pipeline import segment\nVERSION = 1\n",
+        "core/pipeline.py": "from .inference import predict\ndef segment():\n    return predict()\n",
+        # A name of the package, not a module: this needs core/__init__.py, which needs pipeline.
+        "core/inference.py": "from . import VERSION\ndef predict():\n    return VERSION\n",
+    })
+    assert violations(lib) == [f"import cycle: {PACKAGE}.core -> {PACKAGE}.core.inference -> "
+                               f"{PACKAGE}.core.pipeline"]
+
+
+def test_importing_a_sibling_module_through_its_package_is_no_cycle(tmp_path):
+    lib = _plant(tmp_path, {
+        "core/__init__.py": "from .pipeline import segment\n",
+        "core/pipeline.py": "from . import errors\ndef segment():\n    return errors\n",
+        "core/errors.py": "",
+    })
+    assert violations(lib) == []
+
+
+@pytest.mark.parametrize("statement, expected", [
+    ("from AttentionUNetSegmentLib.training.loop import run",
+     f"AttentionUNetSegment imports {PACKAGE}.training.loop (module file may import only ['core', 'files', 'scene'])"),
+    ("import torch", "AttentionUNetSegment imports torch (torch is forbidden there)"),
+    ("from AttentionUNetSegmentLib.scene import job", "AttentionUNetSegment loads torch when it is imported "
+                                                      f"through {PACKAGE}.scene.job"),
+])
+def test_package_imports_in_the_module_file_are_checked(tmp_path, statement, expected):
+    lib = _plant(tmp_path, {"AttentionUNetSegment.py": statement + "\n", **_TRAINING,
+                            "scene/job.py": "import torch\n"})
+    found = violations(lib, tmp_path / "AttentionUNetSegment.py")
+    assert expected in found, found
+
+
+def test_torch_imported_lazily_by_the_scene_is_allowed_and_at_load_is_not(tmp_path):
+    lib = _plant(tmp_path, {"scene/results.py": "def run():\n    import torch\n",
+                            "scene/job.py": "from ..service import contract\n",
+                            "service/contract.py": "from ..core import pipeline\n",
+                            "core/pipeline.py": "import torch\n"})
+    assert violations(lib) == [f"{PACKAGE}.scene.job loads torch when it is imported through "
+                               f"{PACKAGE}.core.pipeline"]
 
 
 def test_cycle_finder_finds_a_cycle():
-    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
-    assert _cycles({"a": {"b"}, "b": set()}) == []
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []

@@ -1,3 +1,5 @@
+"""`attention-unet-segment compare`: the paired comparison of two models' per-case metrics
+(two `evaluate -o` CSV files), printed as a table."""
 
 from __future__ import annotations
 
@@ -17,12 +19,12 @@ def register_cli(subparsers) -> None:
     p = subparsers.add_parser(
         "compare",
         help="paired comparison of two models' per-case metrics (the Attention vs U-Net ablation)",
-        description="Compare two per-case metric CSV files written by `evaluate --csv` for the same "
+        description="Compare two per-case metric CSV files written by `evaluate -o FILE.csv` for the same "
         "cases (for example the Attention U-Net and the plain U-Net on one held-out set): per-case "
         "difference A - B with its mean, std and 95 %% bootstrap interval, wins/ties/losses, and a "
         "paired sign-flip permutation test.",
     )
-    p.add_argument("csv_a", metavar="A.csv", help="per-case metrics of model A (evaluate --csv)")
+    p.add_argument("csv_a", metavar="A.csv", help="per-case metrics of model A (evaluate -o FILE.csv)")
     p.add_argument("csv_b", metavar="B.csv", help="per-case metrics of model B, same cases")
     p.add_argument("--metric", action="append", choices=sorted(HIGHER_IS_BETTER), default=None,
                    help="metric to compare; repeat for several (default: dice, hd95_mm, assd_mm)")

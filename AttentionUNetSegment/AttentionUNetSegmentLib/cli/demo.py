@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from ..core.options import WindowOptions
 from ..reports.demo import DEFAULT_DEMO_SEED, run_demo
+from .argtypes import add_progress_argument, add_window_arguments
 
 
 def register_cli(subparsers) -> None:
@@ -21,17 +23,18 @@ def register_cli(subparsers) -> None:
     p.add_argument("--seed", type=int, default=DEFAULT_DEMO_SEED,
                    help=f"phantom seed (default: {DEFAULT_DEMO_SEED}, never used in training)")
     p.add_argument("--model", metavar="MODEL", help="model file or folder (default: the bundled model)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
-    p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap (default: 0.5)")
+    add_window_arguments(p)
     p.add_argument("--fast", action="store_true",
                    help="a coarser, shorter phantom (1x1x5 mm, 120 mm long) for a quick look")
     p.add_argument("--vary", action="store_true",
                    help="add the per-case variation of `phantom` (contrast phase, fatty pancreas, coverage): "
                    "phantoms the bundled model was not trained on")
-    p.add_argument("--progress", choices=("bar", "json", "none"), default="bar")
+    add_progress_argument(p)
     p.set_defaults(func=run_cli)
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    return run_demo(args.output, seed=args.seed, model_file=args.model, device=args.device, overlap=args.overlap,
-                    fast=args.fast, progress=args.progress, vary=args.vary)
+    window = WindowOptions(overlap=args.overlap, batch_size=args.batch_size, device=args.device,
+                           precision=args.precision)
+    return run_demo(args.output, seed=args.seed, model_file=args.model, window=window, fast=args.fast,
+                    progress=args.progress, vary=args.vary)

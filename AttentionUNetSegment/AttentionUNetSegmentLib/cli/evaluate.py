@@ -1,3 +1,5 @@
+"""`attention-unet-segment evaluate`: score predicted labelmaps against the truth (files or
+folders), print a table and a summary, and optionally write the per-case CSV."""
 
 from __future__ import annotations
 
@@ -5,22 +7,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..core.errors import InputError
-from ..evaluation.evaluate import (
-    Labels,
-    evaluate,
-    format_header,
-    format_row,
-    format_summary,
-    parse_labels,
-)
-
-
-def _label_argument(text: str) -> Labels:
-    try:
-        return parse_labels(text)  # type: ignore[return-value]
-    except InputError as error:
-        raise argparse.ArgumentTypeError(error.problem.replace("--label ", "")) from None
+from ..core.labels import LABELS_SYNTAX
+from ..evaluation.evaluate import evaluate, format_header, format_row, format_summary
+from .argtypes import deprecated, label_values
 
 
 def register_cli(subparsers) -> None:
@@ -30,18 +19,22 @@ def register_cli(subparsers) -> None:
         help="score predictions against ground truth (Dice, HD95, ASSD, precision, recall, volumes)",
         description="Compare predicted labelmaps with ground truth: Dice, 95th-percentile Hausdorff "
         "distance and average symmetric surface distance in mm (physical voxel spacing), precision, "
-        "recall and volumes in mL. PRED and GT are files or folders; folders are matched by case name "
-        "(Decathlon/nnU-Net: labelsTr/case.nii.gz <-> case.nii.gz, case.seg.nrrd or case_0000.nii.gz).",
+        "recall and volumes in mL. PRED and TRUTH are files or folders; folders are matched by case name "
+        f"(Decathlon/nnU-Net: labelsTr/case.nii.gz <-> case.nii.gz, case.seg.nrrd or case_0000.nii.gz). "
+        f"LABELS: {LABELS_SYNTAX}; the values of one structure (several are merged).",
     )
     p.add_argument("pred", metavar="PRED", help="prediction labelmap (.nii.gz, .nrrd, .mha, .seg.nrrd) or folder")
-    p.add_argument("gt", metavar="GT", help="ground-truth labelmap or folder (or a Decathlon root with labelsTr/)")
-    p.add_argument("--label", type=_label_argument, default=None, metavar="N[,N...]",
-                   help="prediction label value(s) to evaluate; several are merged (default: the "
-                   "'Pancreas' segment of a .seg.nrrd, else 1)")
-    p.add_argument("--gt-label", type=_label_argument, default=None, metavar="N[,N...]",
-                   help="ground-truth label value(s) (default: same as --label; 7 for TotalSegmentator's "
-                   "pancreas, 1,2 for Decathlon Task07 pancreas + tumour)")
-    p.add_argument("--csv", metavar="FILE", help="write per-case metrics to this CSV file")
+    p.add_argument("gt", metavar="TRUTH", help="ground-truth labelmap or folder (or a Decathlon root with labelsTr/)")
+    p.add_argument("--pred-label", dest="label", type=label_values("--pred-label"), default=None,
+                   metavar="LABELS", help="prediction label value(s) to evaluate (default: the 'Pancreas' "
+                   "segment of a .seg.nrrd, else 1)")
+    p.add_argument("--truth-label", dest="gt_label", type=label_values("--truth-label"), default=None,
+                   metavar="LABELS", help="ground-truth label value(s) (default: same as --pred-label; 7 for "
+                   "TotalSegmentator's pancreas, 1,2 for Decathlon Task07 pancreas + tumour)")
+    p.add_argument("-o", "--output", dest="csv", metavar="FILE.csv", help="write per-case metrics to this CSV file")
+    deprecated(p, "--label", "--pred-label", dest="label", type=label_values("--label"))
+    deprecated(p, "--gt-label", "--truth-label", dest="gt_label", type=label_values("--gt-label"))
+    deprecated(p, "--csv", "-o/--output", dest="csv")
     p.add_argument("--model", metavar="MODEL", help="the model (file or folder) that made the "
                    "predictions: say which evaluated cases it trained on (leave-one-out proof; "
                    "needs a model file from this version's train)")

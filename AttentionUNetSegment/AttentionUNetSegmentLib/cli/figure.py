@@ -8,6 +8,8 @@ import argparse
 from pathlib import Path
 
 from ..core.errors import InputError
+from ..core.labels import LABELS_SYNTAX
+from .argtypes import label_values
 
 
 def register_cli(subparsers) -> None:
@@ -25,8 +27,9 @@ def register_cli(subparsers) -> None:
     p.add_argument("--attention-dir", metavar="DIR",
                    help="segment's --attention-dir: every attention_<gate>.nii.gz / .nrrd in it is drawn")
     p.add_argument("--truth", metavar="FILE", help="ground-truth labelmap, outlined and scored (Dice)")
-    p.add_argument("--truth-label", default=None, metavar="N[,N]",
-                   help="label value(s) of the pancreas in --truth (default: 1, or the segment named Pancreas)")
+    p.add_argument("--truth-label", type=label_values("--truth-label"), default=None, metavar="LABELS",
+                   help=f"label value(s) of the pancreas in --truth ({LABELS_SYNTAX}; default: 1, or the "
+                   "segment named Pancreas)")
     p.add_argument("--title", help="figure title (default: the Dice against --truth, if given)")
     p.set_defaults(func=run_cli)
 

@@ -1,7 +1,9 @@
-"""`attention-unet-segment`: the headless command line (segment, phantom, train, evaluate, compare, demo).
+"""`attention-unet-segment`: the headless command line (segment, phantom, train, evaluate,
+compare, demo, realism, figure).
 
-Errors a user can fix print one line `error: <file>: <problem>` and exit with code 2;
-nothing is written unless every output could be written (temporary files, then rename).
+Errors a user can fix print one line `error: <file>: <problem>` and exit with code 2; nothing is
+written unless every output could be written (temporary files, then rename). The exit codes are
+service.contract's (the Slicer module reads them too) and `--help` lists them.
 """
 
 from __future__ import annotations
@@ -15,13 +17,12 @@ from typing import Optional, Sequence
 
 from .. import __version__
 from ..core.errors import CancelledError, InputError
+from ..service.contract import EXIT_BAD_INPUT, EXIT_BUG, EXIT_CANCELLED, EXIT_CODES_TEXT, EXIT_OK
+from .argtypes import join_negative_values
 from .segment import add_segment_parser
 
-EXIT_INPUT_ERROR = 2
-EXIT_CANCELLED = 130
-
 # Sub-commands beside `segment`, one module of this package each, exposing register_cli(subparsers).
-# A Slicer install ships only the runtime (core, files, slicer) and `segment`: a command whose
+# A Slicer install ships only the runtime (core, files, service, scene) and `segment`: a command whose
 # parts are not installed is left out of the parser rather than breaking it.
 _OPTIONAL_COMMANDS = ("phantom", "train", "evaluate", "compare", "demo", "realism", "figure")
 
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="attention-unet-segment",
         description="Pancreas segmentation on CT with a 3D Attention U-Net (Oktay et al. 2018), "
         "with the attention-gate maps that show where the network looked.",
+        epilog=EXIT_CODES_TEXT.capitalize() + ".",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -49,26 +51,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
     if getattr(args, "func", None) is None:
         parser.print_help()
-        return EXIT_INPUT_ERROR
+        return EXIT_BAD_INPUT
     try:
-        return int(args.func(args) or 0)
+        return int(args.func(args) or EXIT_OK)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
-        return EXIT_INPUT_ERROR
+        return EXIT_BAD_INPUT
     except BrokenPipeError:
         # Output piped into e.g. `head`, which closed early: not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        return EXIT_OK
     except (CancelledError, KeyboardInterrupt):
         print("cancelled; no output written", file=sys.stderr)
         return EXIT_CANCELLED
     except Exception:  # a bug, not bad input: keep the traceback for the report
         traceback.print_exc()
         print("error: unexpected failure (see the traceback above); no output written", file=sys.stderr)
-        return 1
+        return EXIT_BUG
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import InputError
-from .argtypes import whole_number
+from .argtypes import deprecated, whole_number
 
 
 def register_cli(subparsers) -> None:
@@ -20,14 +20,15 @@ def register_cli(subparsers) -> None:
         "and air, organ volumes and body-normalised positions, body size, field of view, slices, "
         "noise and texture (in fat and liver), table and arms.",
     )
-    p.add_argument("--data", default="../shared/data", metavar="DIR",
-                   help="folder with the real cases (default: ../shared/data)")
+    p.add_argument("--data", required=True, metavar="DIR",
+                   help="folder with the real cases (in a development checkout: ../shared/data)")
     p.add_argument("--phantoms", type=whole_number(1), default=4, metavar="N", help="phantoms to measure (default: 4)")
     p.add_argument("--seed", type=whole_number(0), default=0, metavar="S",
                    help="dataset seed of the phantoms, as for `phantom` (default: 0)")
     p.add_argument("--no-variation", action="store_true",
                    help="phantoms without the per-case variation (as `phantom --no-variation`), for a before/after")
-    p.add_argument("--json", metavar="FILE", help="also write every number to this JSON file")
+    p.add_argument("-o", "--output", dest="json", metavar="FILE.json", help="also write every number to this JSON file")
+    deprecated(p, "--json", "-o/--output", dest="json")
     p.add_argument("--figures", metavar="PREFIX",
                    help="also draw PREFIX_slices.png and PREFIX_hu.png (needs matplotlib)")
     p.set_defaults(func=run_cli)

@@ -1,16 +1,23 @@
+"""`attention-unet-segment train`: the command line of training.trainer.train (train a 3D
+Attention U-Net or its plain U-Net on CT/label pairs, resume, fine-tune, multi-GPU)."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from ..core.errors import InputError
+from ..core.labels import LABELS_SYNTAX
+from ..core.network import ARCHITECTURES
+from ..core.options import DEVICES
+from ..service.contract import make_progress
 from ..training.checkpoints import CHECKPOINT_FILE, read_checkpoint
-from ..training.config import ARCH_CHOICES, TrainConfig
+from ..training.config import LEGACY_ARCH_NAMES, TrainConfig
 from ..training.mixing import parse_extra_dataset
 from ..training.trainer import train
-from .argtypes import xyz_to_zyx
+from .argtypes import add_progress_argument, deprecated, xyz_to_zyx
 
 # "160,160,96" (x, y, z, as the paper writes it) -> (96, 160, 160); "2" -> (2, 2, 2) mm.
 _parse_xyz_ints = xyz_to_zyx(int, lambda values: min(values) < 1, "X,Y,Z voxels such as 160,160,96")
@@ -26,6 +33,16 @@ def _parse_ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers; got {text!r}")
 
 
+def _architecture(text: str) -> str:
+    """The network, named as model files name it; the old short names still work, with a warning."""
+    if text in LEGACY_ARCH_NAMES:
+        print(f"warning: --arch {text} is deprecated; use --arch {LEGACY_ARCH_NAMES[text]}", file=sys.stderr)
+        return LEGACY_ARCH_NAMES[text]
+    if text not in ARCHITECTURES:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(ARCHITECTURES)}; got {text!r}")
+    return text
+
+
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     """The `train` options. Defaults are None here so that --resume can tell what was given;
     the real defaults are TrainConfig's (shown in the help)."""
@@ -36,7 +53,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR",
                    help="model folder: model.pt (best), last.pt, checkpoint_last.pt, "
                    "training_log.csv, learning_curve.png")
-    p.add_argument("--arch", choices=tuple(ARCH_CHOICES), help=f"(default: {d.arch})")
+    p.add_argument("--arch", type=_architecture, metavar="{" + ",".join(ARCHITECTURES) + "}",
+                   help=f"the network, as model files name it (default: {d.arch})")
     p.add_argument("--epochs", type=int, help=f"(default: {d.epochs})")
     p.add_argument("--iterations-per-epoch", type=int,
                    help=f"batches per epoch and GPU (default: {d.iterations_per_epoch})")
@@ -53,9 +71,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr-schedule", choices=("auto", "poly", "constant"),
                    help="auto (default): constant for adam, polynomial decay to 0 for sgd")
     p.add_argument("--weight-decay", type=float, help="(default: 0 adam, 3e-5 sgd)")
-    p.add_argument("--labels", "--label-map", dest="labels", metavar="MAP",
-                   help="'merge' (default: every label > 0 is pancreas; Task07 tumour merged) "
-                   "or SOURCE:CLASS pairs such as 1:1,2:1")
+    p.add_argument("--labels", dest="labels", metavar="LABELS",
+                   help=f"which label values train which class: {LABELS_SYNTAX} (default: merge = every "
+                   "label > 0 is pancreas, Task07's tumour merged; 7 = only value 7 is pancreas)")
+    deprecated(p, "--label-map", "--labels", dest="labels")
     p.add_argument("--val-fraction", type=float,
                    help=f"share of cases held out for validation (default: {d.val_fraction})")
     p.add_argument("--val-cases", type=lambda t: tuple(t.split(",")), metavar="ID,ID",
@@ -64,7 +83,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help=f"(default: {d.seed})")
     p.add_argument("--widths", type=_parse_ints, metavar="W1,...,W5",
                    help=f"channels per level (default: {','.join(map(str, d.widths))})")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"),
+    p.add_argument("--device", choices=DEVICES,
                    help="(default: auto = CUDA if present, else CPU)")
     p.add_argument("--workers", type=int, dest="num_workers",
                    help=f"data loader processes per GPU (default: {d.num_workers})")
@@ -78,11 +97,15 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    metavar="AXES", help="flip augmentation axes among x,y,z (default: none; "
                    "the pancreas is not left-right symmetric)")
     p.add_argument("--no-augmentation", action="store_true", help="train on raw patches")
-    p.add_argument("--domain-randomisation", "--domain-randomization",
-                   dest="domain_randomisation", action=argparse.BooleanOptionalAction,
-                   default=None, help="SynthSeg-style random contrast curves, per-structure "
+    p.add_argument("--domain-randomisation", dest="domain_randomisation",
+                   action=argparse.BooleanOptionalAction, default=None,
+                   help="SynthSeg-style random contrast curves, per-structure "
                    "intensity shifts, bias field, thick slices, blur and noise on every patch "
                    "(default: off; never at inference)")
+    deprecated(p, "--domain-randomization", "--domain-randomisation", dest="domain_randomisation",
+               nargs=0, const=True)
+    deprecated(p, "--no-domain-randomization", "--no-domain-randomisation", dest="domain_randomisation",
+               nargs=0, const=False)
     p.add_argument("--extra-dataset", action="append", metavar="DIR[:WEIGHT[:LABELS]]",
                    dest="extra_datasets", help="another dataset to train on (repeatable): "
                    "WEIGHT = share of the patches drawn from it (default: in proportion to its "
@@ -101,8 +124,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    "extend it)")
     p.add_argument("--overwrite", action="store_true",
                    help="start again even though MODEL_DIR/model.pt exists")
-    p.add_argument("--progress", choices=("bar", "none"), default="bar",
-                   help="progress bar and epoch lines on stderr (default: bar)")
+    add_progress_argument(p)
 
 
 _ARG_FIELDS = ("arch", "epochs", "iterations_per_epoch", "batch_size", "optimizer", "lr",
@@ -146,9 +168,8 @@ def _take_network_from(config: TrainConfig, args: argparse.Namespace) -> None:
     path = Path(args.init_from).expanduser().resolve()
     spec = read_model_spec(path)
     config.init_from = str(path)
-    by_network = {network: name for name, network in ARCH_CHOICES.items()}
-    if args.arch is None and spec.architecture in by_network:
-        config.arch = by_network[spec.architecture]
+    if args.arch is None and spec.architecture in ARCHITECTURES:
+        config.arch = spec.architecture
     if args.widths is None and "widths" in spec.network_args:
         config.widths = tuple(int(w) for w in spec.network_args["widths"])
     if getattr(args, "spacing", None) is None:
@@ -165,8 +186,9 @@ def run_cli(args: argparse.Namespace) -> int:
         if args.device is None:
             base.device = "auto"      # the machine may have changed since the interruption
     config = config_from_args(args, base)
-    result = train(config, args.dataset, out, resume=args.resume,
-                   progress=args.progress == "bar", overwrite=args.overwrite)
+    # bar: a bar and epoch lines for people; json: progress lines (service.contract) for programs.
+    progress = True if args.progress == "bar" else make_progress(args.progress)
+    result = train(config, args.dataset, out, resume=args.resume, progress=progress, overwrite=args.overwrite)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"model: {result.model_path}")
     return 0

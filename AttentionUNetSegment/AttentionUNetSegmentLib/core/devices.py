@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from .errors import InputError
+from .options import PRECISIONS
 
 CPU_BF16_MIN_DICE = 0.99
 CPU_BF16_KEY = "cpu_bf16_dice_vs_fp32"
@@ -31,9 +32,6 @@ def model_allows_cpu_bf16(training_summary: dict) -> bool:
     """The model file records a measured bf16/fp32 agreement of at least CPU_BF16_MIN_DICE."""
     value = training_summary.get(CPU_BF16_KEY)
     return value is not None and float(value) >= CPU_BF16_MIN_DICE
-
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def _mps_available() -> bool:
@@ -79,7 +77,7 @@ def resolve_device(name: str) -> torch.device:
 def resolve_precision(name: str, device: torch.device, cpu_bf16_validated: bool = False) -> str:
     """Concrete precision ("fp32", "bf16" or "fp16") for `name` on `device`.
 
-    `cpu_bf16_validated`: the model file records that bf16 agrees with fp32 (precision.py).
+    `cpu_bf16_validated`: the model file records that bf16 agrees with fp32 (see the module docstring).
     """
     text = (name or "auto").strip().lower()
     if text not in PRECISIONS:

@@ -24,18 +24,17 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from .devices import resolve_device, resolve_precision
-from .fusion import folded_for_inference
 from .errors import CancelledError, InputError
-
-ProgressCallback = Callable[[float, str], None]
-CancelCallback = Callable[[], bool]
+from .fusion import folded_for_inference
+from .options import DEFAULT_BATCH_SIZE, DEFAULT_OVERLAP, check_batch_size, check_overlap
+from .progress import CancelCallback, ProgressCallback
 
 _AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -49,12 +48,12 @@ _GPU_BUFFER_SHARE = 0.5
 @dataclass
 class InferenceOptions:
     patch_size_zyx: tuple[int, int, int]  # multiple of model.divisor
-    overlap: float = 0.5  # fraction of the window shared with its neighbour
-    batch_size: int = 2  # windows per forward pass
+    overlap: float = DEFAULT_OVERLAP  # fraction of the window shared (see effective_overlap)
+    batch_size: int = DEFAULT_BATCH_SIZE  # windows per forward pass
     device: str = "auto"  # auto|cpu|cuda|mps (cuda:N accepted)
     precision: str = "auto"  # auto|fp32|bf16|fp16
     return_attention: bool = True
-    cpu_bf16_validated: bool = False  # the model file says bf16 agrees with fp32 (precision.py)
+    cpu_bf16_validated: bool = False  # the model file says bf16 agrees with fp32 (devices.py)
     memory_format: str = "auto"  # auto|channels_last|contiguous: layout of windows and weights
     # Classes from this index on are context (ModelSpec.context_labels): folded into the
     # background window by window, so the stitching buffers hold only the output classes.
@@ -126,11 +125,19 @@ def _empty_cache(device: torch.device) -> None:
 # --------------------------------------------------------------------------- window plan
 
 
-def _window_step(patch: int, overlap: float, divisor: int) -> int:
-    # Round DOWN to a multiple of the divisor so every window start is a multiple of every gate
-    # scale; the tiny epsilon keeps 96 * (1 - 0.75) = 23.999... from rounding a step away.
+def window_step(patch: int, overlap: float, divisor: int) -> int:
+    """Voxels between window starts along one axis: patch * (1 - overlap), rounded DOWN to a
+    multiple of the divisor (at least one divisor), so that every window start is a multiple of
+    every gate scale and the coarse maps stitch exactly. The tiny epsilon keeps 96 * (1 - 0.75) =
+    23.999... from rounding a step away."""
     step = int(math.floor(patch * (1.0 - overlap) + 1e-6)) // divisor * divisor
     return max(divisor, step)
+
+
+def effective_overlap(patch: int, overlap: float, divisor: int) -> float:
+    """The overlap the windows really have: 1 - step / patch (0.25 asked of a 96-voxel patch
+    gives a step of 64, i.e. 0.33)."""
+    return 1.0 - window_step(patch, overlap, divisor) / patch
 
 
 def window_starts(size: int, patch: int, step: int) -> list[int]:
@@ -153,7 +160,7 @@ def plan_windows(
     """
     padded = tuple(max(math.ceil(n / divisor) * divisor, p) for n, p in zip(shape_zyx, patch_zyx))
     per_axis = [
-        window_starts(n, p, _window_step(p, overlap, divisor)) for n, p in zip(padded, patch_zyx)
+        window_starts(n, p, window_step(p, overlap, divisor)) for n, p in zip(padded, patch_zyx)
     ]
     starts = [(z, y, x) for z in per_axis[0] for y in per_axis[1] for x in per_axis[2]]
     return padded, starts
@@ -279,10 +286,8 @@ def _check_inputs(model: nn.Module, volume_zyx, options: InferenceOptions):
             None,
             f"patch size (z, y, x) = {tuple(options.patch_size_zyx)} must be 3 positive multiples of {divisor}",
         )
-    if not 0.0 <= float(options.overlap) < 1.0:
-        raise InputError(None, f"overlap must be in [0, 1), got {options.overlap}")
-    if int(options.batch_size) < 1:
-        raise InputError(None, f"batch size must be >= 1, got {options.batch_size}")
+    check_overlap(options.overlap)
+    check_batch_size(options.batch_size)
     if options.memory_format not in MEMORY_FORMATS:
         raise InputError(None, f"memory format must be one of {', '.join(MEMORY_FORMATS)}, got {options.memory_format!r}")
     names = tuple(getattr(model, "gate_names", ())) if options.return_attention else ()

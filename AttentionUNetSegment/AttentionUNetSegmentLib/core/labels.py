@@ -1,9 +1,12 @@
-"""What a segment is: label value, name, colour and standard terminology (SNOMED CT)."""
+"""What a segment is (label value, name, colour, standard terminology: SNOMED CT), and which
+values of a labelmap count as which class: the one label syntax of every command."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
+
+from .errors import InputError
 
 
 @dataclass(frozen=True)
@@ -63,3 +66,45 @@ PANCREAS = LabelInfo(
     "~SCT^123037004^Anatomical Structure~SCT^15776009^Pancreas~^^"
     "~Anatomic codes - DICOM master list~^^~^^",
 )
+
+
+# --------------------------------------------------------------------------- which labels count
+
+#: The one label syntax of every command (train --labels, evaluate --pred-label/--truth-label,
+#: figure --truth-label), shown in their help and errors.
+LABELS_SYNTAX = "merge, N[,N...] or SOURCE:CLASS[,...] such as 1:1,2:1"
+
+
+def _pairs(items: list[str]) -> dict[int, int]:
+    if all(":" in item for item in items):
+        return {int(source): int(target) for source, target in (item.split(":") for item in items)}
+    if any(":" in item for item in items):
+        raise ValueError("mixed forms")
+    values = {int(item): 1 for item in items}
+    if any(value <= 0 for value in values):
+        raise ValueError("0 is background")
+    return values
+
+
+def parse_label_map(text: Optional[str], option: str = "--labels") -> Optional[dict[int, int]]:
+    """Which values of a labelmap count, and as which class:
+
+    - ``merge`` (or None) -> None: every value > 0 is class 1 (Task07's tumour into the pancreas);
+    - ``7`` or ``1,2`` -> {7: 1} or {1: 1, 2: 1}: these values are class 1, the rest background;
+    - ``1:1,2:2`` -> SOURCE:CLASS pairs, classes 1..K without gaps; unlisted values are background.
+
+    InputError (one line naming `option`) for anything else.
+    """
+    if text is None or str(text).strip().lower() == "merge":
+        return None
+    items = [item for item in str(text).replace(" ", "").split(",") if item]
+    try:
+        if not items:
+            raise ValueError("empty")
+        mapping = _pairs(items)
+    except ValueError:
+        raise InputError(None, f"{option} {text!r}: expected {LABELS_SYNTAX}") from None
+    classes = sorted(set(mapping.values()) - {0})
+    if any(value < 0 for value in mapping) or classes != list(range(1, len(classes) + 1)):
+        raise InputError(None, f"{option} {text!r}: classes must be 1..K with no gaps")
+    return mapping

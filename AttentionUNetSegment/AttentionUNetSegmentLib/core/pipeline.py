@@ -9,11 +9,12 @@
       -> attention (and probability) maps: on the input grid, or on their own grids   }
 
 The labelmap always lies exactly on the input image's grid (size, spacing, origin, direction).
-Maps lie on it too with `attention_grid` / `probability_grid` "ct" (the default); with "model"
-each map keeps the grid it was computed on, with exact geometry: the probability on the model
-grid (canonical orientation, model spacing), a gate's attention on `geometry.coarse_grid(model
-grid, gate scale)` -- viewers resample in physical space, and nothing is interpolated twice.
-The three steps are separate so that a cohort run can overlap them across cases (cohort.py).
+Each map (options.MapOptions) keeps by default the grid it was computed on ("model"), with exact
+geometry: the probability on the model grid (canonical orientation, model spacing), a gate's
+attention on `geometry.coarse_grid(model grid, gate scale)` -- viewers resample in physical
+space, and nothing is interpolated twice; with "ct" it is resampled onto the input's grid.
+The three steps are separate so that a cohort run can overlap them across cases
+(service/cohort.py). What comes out is a `Prediction`, which service.export writes.
 Arrays are (z, y, x), SimpleITK order.
 """
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -34,45 +35,22 @@ from .inference import InferenceOptions, InferenceResult, sliding_window_predict
 from .labels import LabelInfo
 from .modelspec import ModelSpec
 from .postprocessing import postprocess_labelmap
+from .options import SegmentationOptions
 from .preprocessing import PreprocessedVolume, preprocess
+from .progress import CancelCallback, ProgressCallback
 from .restore import box_slices, foreground_box, restore_box, restore_in_slabs
 
-MAP_GRIDS = ("ct", "model")
-ProgressCallback = Callable[[float, str], None]
-CancelCallback = Callable[[], bool]
 
 
 @dataclass
-class SegmentationOptions:
-    overlap: float = 0.5
-    batch_size: int = 2
-    device: str = "auto"
-    precision: str = "auto"
-    point_ras: Optional[tuple[float, float, float]] = None  # click-to-segment, Slicer RAS mm
-    roi_size_mm: float = 160.0  # edge of the cube inferred around the point
-    keep_largest: bool = True
-    fill_holes: bool = True
-    attention: bool = True
-    probabilities: bool = False
-    # "ct": maps resampled onto the input CT's grid (float32); "model": each map on the grid it
-    # was computed on (gate maps on their coarse grids), exact geometry, a fraction of the voxels.
-    attention_grid: str = "ct"
-    probability_grid: str = "ct"
+class Prediction:
+    """A segmentation on known grids, ready to be exported (service.export): what any producer
+    hands over, be it this pipeline, a cohort stage or an interactive worker."""
 
-    def __post_init__(self) -> None:
-        for name in ("attention_grid", "probability_grid"):
-            if getattr(self, name) not in MAP_GRIDS:
-                raise ValueError(f"{name} must be one of {MAP_GRIDS}, got {getattr(self, name)!r}")
-
-
-@dataclass
-class SegmentationResult:
-    labelmap: sitk.Image  # uint8, on the input grid
-    probabilities: Optional[sitk.Image]  # float32 foreground probability (input or model grid)
-    attention: dict[str, sitk.Image]  # float32 0..1 per gate (input grid or the gate's own grid)
-    labels: list[LabelInfo]
-    inference: InferenceResult  # its logits are released once restored (empty array)
-    seconds: dict[str, float] = field(default_factory=dict)  # preprocess, inference, restore, postprocess
+    labelmap: sitk.Image  # uint8, exactly on the input CT's grid
+    labels: list[LabelInfo]  # what each label value means (background excluded)
+    attention: dict[str, sitk.Image] = field(default_factory=dict)  # float32 0..1 per gate, any grid
+    probabilities: Optional[sitk.Image] = None  # float32 foreground probability, any grid
 
     def volume_ml(self) -> dict[str, float]:
         """Volume of each label in millilitres (voxel count x voxel volume)."""
@@ -81,6 +59,14 @@ class SegmentationResult:
         # (1.7 GB and seconds for a 512x512x800 CT; the profile found it).
         labels = sitk.GetArrayViewFromImage(self.labelmap)
         return {label.name: float(np.count_nonzero(labels == label.value)) * voxel_ml for label in self.labels}
+
+
+@dataclass
+class SegmentationResult(Prediction):
+    """A Prediction of this pipeline, with how it was computed."""
+
+    inference: Optional[InferenceResult] = None  # its logits are released once restored (empty array)
+    seconds: dict[str, float] = field(default_factory=dict)  # preprocess, inference, restore, postprocess
 
 
 def _scaled(progress: Optional[ProgressCallback], start: float, stop: float) -> ProgressCallback:
@@ -146,15 +132,16 @@ class PreparedCase:
 
 def _region_of_interest(image: sitk.Image, options: SegmentationOptions):
     """(work, offset_zyx, point_index_zyx): the whole CT, or a cube around the clicked point."""
-    if options.point_ras is None:
+    region = options.region
+    if region.point_ras is None:
         return image, (0, 0, 0), None
-    point_lps = ras_to_lps(options.point_ras)
+    point_lps = ras_to_lps(region.point_ras)
     inside = image.TransformPhysicalPointToContinuousIndex(point_lps)
     if any(not -0.5 <= i <= n - 0.5 for i, n in zip(inside, image.GetSize())):
         # Said in RAS, the coordinates the user clicked or typed.
-        ras = ", ".join(f"{v:g}" for v in options.point_ras)
+        ras = ", ".join(f"{v:g}" for v in region.point_ras)
         raise InputError(None, f"point (R, A, S) = ({ras}) mm lies outside the CT volume")
-    side = float(options.roi_size_mm)
+    side = float(region.roi_size_mm)
     work = crop_around_point(image, point_lps, (side, side, side))
     # The crop keeps the input's voxel lattice, so its origin is an integer index of the input.
     offset_xyz = image.TransformPhysicalPointToIndex(work.GetOrigin())
@@ -183,13 +170,14 @@ def infer(case: PreparedCase, model: torch.nn.Module, spec: ModelSpec,
     """Step 2: sliding-window logits (C, z, y, x) and every gate's map at its own scale."""
     options = options or SegmentationOptions()
     t0 = time.perf_counter()
+    window = options.window
     inference_options = InferenceOptions(
         patch_size_zyx=tuple(spec.patch_size_zyx),
-        overlap=options.overlap,
-        batch_size=options.batch_size,
-        device=options.device,
-        precision=options.precision,
-        return_attention=options.attention,
+        overlap=window.overlap,
+        batch_size=window.batch_size,
+        device=window.device,
+        precision=window.precision,
+        return_attention=options.maps.attention,
         cpu_bf16_validated=model_allows_cpu_bf16(spec.training),
         context_from=1 + len(spec.labels) if spec.context_labels else None,
     )
@@ -241,8 +229,8 @@ def _labels_on_input_grid(case: PreparedCase, logits: np.ndarray, foreground: np
     point = case.point_index_zyx
     labels[region] = postprocess_labelmap(
         block,
-        keep_largest=options.keep_largest,
-        fill=options.fill_holes,
+        keep_largest=options.cleanup.keep_largest,
+        fill=options.cleanup.fill_holes,
         point_index_zyx=None if point is None else tuple(p - o for p, o in zip(point, offset_zyx)),
         spacing_zyx=tuple(reversed(work.GetSpacing())),
     ).astype(np.uint8)
@@ -276,14 +264,14 @@ def finish(case: PreparedCase, inferred: InferenceResult, model: torch.nn.Module
 
     t0 = time.perf_counter()
     probabilities = None
-    if options.probabilities:
-        probabilities = _map_image(foreground, case.pre.grid, case, options.probability_grid == "ct")
+    if options.maps.probabilities:
+        probabilities = _map_image(foreground, case.pre.grid, case, options.maps.probability_grid == "ct")
     del foreground
     gate_scales = getattr(model, "gate_scales", {})
     attention = {
         # Each gate's coarse grid is derived from the model grid: resampled at most once.
         name: _map_image(values, coarse_grid(case.pre.grid, int(gate_scales[name])), case,
-                         options.attention_grid == "ct")
+                         options.maps.attention_grid == "ct")
         for name, values in inferred.attention.items()
     }
     seconds["restore"] += time.perf_counter() - t0

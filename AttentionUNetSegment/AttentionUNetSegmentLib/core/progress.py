@@ -1,15 +1,18 @@
-"""Progress reporters with the `(fraction, message)` callback signature used by the core.
-
-`TerminalProgress` draws a one-line bar for people; `JsonProgress` prints one JSON object per
-line for programs (the Slicer module reads these from a background process).
+"""Progress with the `(fraction, message)` callback signature used by the core, and the bar
+people see. (The JSON lines programs read are service/contract.py's: a protocol with the Slicer
+module.)
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from typing import Optional, TextIO
+from typing import Callable, Optional, TextIO
+
+#: What the core reports progress to: (fraction 0..1 of the whole run, a short message).
+ProgressCallback = Callable[[float, str], None]
+#: Asked between steps; True stops the run with core.errors.CancelledError.
+CancelCallback = Callable[[], bool]
 
 
 class TerminalProgress:
@@ -49,23 +52,3 @@ class TerminalProgress:
             self._last_stage = stage
         self.stream.flush()
         self._last_draw = now
-
-
-class JsonProgress:
-    """One `{"fraction": f, "message": m}` line per update, flushed immediately."""
-
-    def __init__(self, stream: Optional[TextIO] = None):
-        self.stream = stream or sys.stderr
-
-    def __call__(self, fraction: float, message: str) -> None:
-        self.stream.write(json.dumps({"fraction": round(float(fraction), 4), "message": message}) + "\n")
-        self.stream.flush()
-
-
-def make_progress(kind: str, stream: Optional[TextIO] = None):
-    """`bar`, `json` or `none` (returns None: the core skips reporting)."""
-    if kind == "bar":
-        return TerminalProgress(stream)
-    if kind == "json":
-        return JsonProgress(stream)
-    return None

@@ -2,7 +2,7 @@
 
 The paper's ablation (Attention U-Net vs U-Net) is a paired design: both networks segment the
 same held-out cases, so what matters is the per-case difference, not two overlapping
-mean ± std. Input: two per-case CSV files written by `evaluate --csv` (columns `case`, metrics).
+mean ± std. Input: two per-case CSV files written by `evaluate -o FILE.csv` (columns `case`, metrics).
 
 For one metric, over the cases present in both files:
 
@@ -57,14 +57,14 @@ class PairedComparison:
 
 @dataclass
 class MetricTable:
-    """An `evaluate --csv` file: {case: {metric: value}}, and where it came from (for messages)."""
+    """An `evaluate -o FILE.csv` file: {case: {metric: value}}, and where it came from (for messages)."""
 
     path: Path
     cases: dict[str, dict[str, float]]
 
 
 def read_metric_csv(path: PathLike) -> MetricTable:
-    """Read an `evaluate --csv` file; InputError naming the file and the problem."""
+    """Read an `evaluate -o FILE.csv` file; InputError naming the file and the problem."""
     path = Path(path)
     try:
         with open(path, newline="", encoding="utf-8") as handle:
@@ -77,7 +77,7 @@ def read_metric_csv(path: PathLike) -> MetricTable:
         raise InputError(path, f"cannot read as CSV ({error})") from None
     if not rows or "case" not in rows[0]:
         raise InputError(path, "not a per-case metrics CSV (expected a 'case' column and one row per "
-                               "case, as written by `evaluate --csv`)")
+                               "case, as written by `evaluate -o FILE.csv`)")
     table: dict[str, dict[str, float]] = {}
     for line, row in enumerate(rows, start=2):
         values = {}

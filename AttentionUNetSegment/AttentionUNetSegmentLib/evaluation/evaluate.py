@@ -27,12 +27,12 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..core.errors import InputError, PathLike
+from ..core.labels import LABELS_SYNTAX, parse_label_map
+from ..files.formats import SEGMENTATION_EXTENSION, image_extension
 from ..files.reading import read_image
 from ..files.writing import atomic_output, check_output_path
 from .metrics import METRIC_KEYS, evaluate_pair
 
-#: Longest first, so "a.seg.nrrd" is not taken for "a.seg" + ".nrrd".
-IMAGE_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 CSV_COLUMNS = ("case",) + METRIC_KEYS
 DEFAULT_SEGMENT_NAME = "pancreas"   # compared case-insensitively with Slicer segment names
 _CHANNEL_SUFFIX = re.compile(r"_0000$")
@@ -56,15 +56,9 @@ class Matching:
     unmatched_gt: list[Path] = field(default_factory=list)
 
 
-def image_suffix(path: PathLike) -> Optional[str]:
-    """The image-file extension of `path` (e.g. ".nii.gz", ".seg.nrrd"), or None if not an image."""
-    name = Path(path).name.lower()
-    return next((suffix for suffix in IMAGE_SUFFIXES if name.endswith(suffix)), None)
-
-
 def _stem(path: PathLike) -> str:
     name = Path(path).name
-    suffix = image_suffix(name)
+    suffix = image_extension(name)
     return name[: len(name) - len(suffix)] if suffix else name
 
 
@@ -77,7 +71,7 @@ def _image_files(folder: Path) -> dict[str, Path]:
     """Case id -> image file in `folder` (not recursive); two files for one case is an error."""
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or not path.is_file() or image_suffix(path) is None:
+        if path.name.startswith(".") or not path.is_file() or image_extension(path) is None:
             continue
         case = case_id(path)
         if case in found:
@@ -90,7 +84,7 @@ def _image_files(folder: Path) -> dict[str, Path]:
 def _ground_truth_folder(folder: Path) -> Path:
     """`labelsTr` of a Decathlon/nnU-Net dataset root, else the folder itself."""
     labels = folder / "labelsTr"
-    if labels.is_dir() and not any(image_suffix(p) for p in folder.iterdir() if p.is_file()):
+    if labels.is_dir() and not any(image_extension(p) for p in folder.iterdir() if p.is_file()):
         return labels
     return folder
 
@@ -164,22 +158,27 @@ Labels = tuple[int, ...]
 LabelSpec = Union[int, str, Sequence[int], None]
 
 
-def parse_labels(spec: LabelSpec, option: str = "--label") -> Optional[Labels]:
-    """Label values to evaluate: 7, "1,2" or (1, 2) -> a sorted tuple; None stays None.
+def parse_labels(spec: LabelSpec, option: str = "--pred-label") -> Optional[Labels]:
+    """Label values to evaluate, in the one label syntax (core.labels.parse_label_map): 7, "1,2",
+    "1:1,2:1" or (1, 2) -> a sorted tuple; "merge" -> () (every value > 0); None stays None.
 
-    Several values are merged into one structure (e.g. Decathlon Task07: pancreas 1 + tumour 2).
+    Several values are merged into one structure (e.g. Decathlon Task07: pancreas 1 + tumour 2),
+    so a map may name one class only.
     """
-    if spec is None:
-        return None
+    if spec is None or spec == ():   # () is "merge", already parsed
+        return spec
+    if isinstance(spec, str):
+        mapping = parse_label_map(spec, option)
+        if mapping is None:
+            return ()
+        if set(mapping.values()) - {0} != {1}:
+            raise InputError(None, f"{option} {spec!r}: evaluation scores one structure; map its values to "
+                                   "class 1 (e.g. 1:1,2:1)")
+        return tuple(sorted(value for value, target in mapping.items() if target == 1))
     try:
-        if isinstance(spec, str):
-            values = [int(part) for part in spec.replace(" ", "").split(",") if part]
-        elif isinstance(spec, (int, np.integer)):
-            values = [int(spec)]
-        else:
-            values = [int(v) for v in spec]
+        values = [int(spec)] if isinstance(spec, (int, np.integer)) else [int(v) for v in spec]
     except (TypeError, ValueError):
-        raise InputError(None, f"{option} {spec!r}: expected a label value or a list such as 1,2") from None
+        raise InputError(None, f"{option} {spec!r}: expected {LABELS_SYNTAX}") from None
     if not values or any(v <= 0 for v in values):
         raise InputError(None, f"{option} must be positive label values (0 is background); got {spec!r}")
     return tuple(sorted(set(values)))
@@ -202,12 +201,16 @@ def read_labelmap(path: PathLike, labels: LabelSpec,
     requested = parse_labels(labels)
     image = read_image(path)
     notes: list[tuple[str, str]] = []
-    if image_suffix(path) != ".seg.nrrd":
+    if image_extension(path) != SEGMENTATION_EXTENSION:
+        if requested == ():   # merge: every value present
+            requested = tuple(int(v) for v in _present_values(image))
         return image, requested or default, notes
     try:
         segments = _segments(image)
     except InputError as error:
         raise InputError(path, error.problem) from None
+    if requested == ():
+        requested = tuple(sorted({s["value"] for s in segments})) or None
     named = [s for s in segments if s["name"].strip().lower() == DEFAULT_SEGMENT_NAME]
     if requested is None and named:
         # The segment itself, not every segment sharing its value: in a multi-layer file
@@ -221,7 +224,7 @@ def read_labelmap(path: PathLike, labels: LabelSpec,
     missing = [v for v in values if v not in {s["value"] for s in chosen}]
     if segments and missing:
         raise InputError(path, f"has no segment with label value {_labels_text(missing)} "
-                               f"(segments: {_describe(segments)}); choose with --label/--gt-label")
+                               f"(segments: {_describe(segments)}); choose with --pred-label/--truth-label")
     layers = sorted({s["layer"] for s in chosen}) or [0]
     components = image.GetNumberOfComponentsPerPixel()
     if components > 1:
@@ -245,19 +248,19 @@ def _shown(values: Sequence[float], limit: int = 12) -> str:
 
 
 def _empty_note(image: sitk.Image, values: Labels, role: str) -> str:
-    """Why a mask is empty: nothing there, or (usually) the wrong --label/--gt-label."""
+    """Why a mask is empty: nothing there, or (usually) the wrong --pred-label/--truth-label."""
     present = _present_values(image)
     if not present:
         return f"{role} is empty"
-    option = "--label" if role == "prediction" else "--gt-label"
+    option = "--pred-label" if role == "prediction" else "--truth-label"
     return f"{role} has no voxel with label {_labels_text(values)} (values present: {_shown(present)}); check {option}"
 
 
 def _multi_label_note(image: sitk.Image, values: Labels) -> Optional[str]:
-    """A note when a ground truth holds several labels and --gt-label was left to default.
+    """A note when a ground truth holds several labels and --truth-label was left to default.
 
     TotalSegmentator files hold ~100 structures and value 1 is the spleen, and Decathlon
-    Task07 has the tumour as 2, so a defaulted --gt-label scores the wrong structure or
+    Task07 has the tumour as 2, so a defaulted --truth-label scores the wrong structure or
     leaves the tumour out without any visible sign.
     """
     if image.GetNumberOfComponentsPerPixel() != 1:
@@ -268,7 +271,7 @@ def _multi_label_note(image: sitk.Image, values: Labels) -> Optional[str]:
     if not set(_present_values(image)) - set(values):
         return None
     return (f"ground truth holds other labels too; evaluated label {_labels_text(values)} only. "
-            "Pass --gt-label: 7 for TotalSegmentator's pancreas, 1,2 for Decathlon Task07 pancreas + tumour")
+            "Pass --truth-label: 7 for TotalSegmentator's pancreas, 1,2 for Decathlon Task07 pancreas + tumour")
 
 
 def _group_notes(notes: Sequence[tuple[str, str]]) -> list[str]:
@@ -328,8 +331,8 @@ def evaluate(pred: PathLike, gt: PathLike, label: LabelSpec = None, gt_label: La
              on_case: Optional[Callable[[dict], None]] = None) -> tuple[list[dict], dict]:
     """Evaluate prediction file(s) against ground truth; see the module docstring for matching.
 
-    `label`: prediction label value(s) (an int, "1,2" or a sequence; several are merged;
-    None: the "Pancreas" segment of a .seg.nrrd, else 1). `gt_label`: ground-truth value(s)
+    `label`: prediction label value(s) (an int, a sequence, or the label syntax: "1,2",
+    "1:1,2:1", "merge"; several are merged; None: the "Pancreas" segment of a .seg.nrrd, else 1). `gt_label`: ground-truth value(s)
     (default: `label`, else 1; e.g. 7 for TotalSegmentator's pancreas, "1,2" for Decathlon
     Task07 pancreas + tumour). Returns `(rows, summary)`: one dict per case with "case" and the
     `metrics.METRIC_KEYS` (distances in mm, volumes in mL), and the output of `summarize` plus
@@ -337,8 +340,8 @@ def evaluate(pred: PathLike, gt: PathLike, label: LabelSpec = None, gt_label: La
     per kind). `on_case(row)` is called after each case, for progress. Writes `csv_path` if
     given (checked before any work).
     """
-    label = parse_labels(label, "--label")
-    gt_label = parse_labels(gt_label, "--gt-label")
+    label = parse_labels(label, "--pred-label")
+    gt_label = parse_labels(gt_label, "--truth-label")
     matching = match_cases(pred, gt)
     if csv_path is not None:   # before the (possibly long) evaluation, not after
         csv_path = check_output_path(csv_path, extensions=(".csv",))
@@ -350,7 +353,7 @@ def evaluate(pred: PathLike, gt: PathLike, label: LabelSpec = None, gt_label: La
         gt_image, gt_values, gt_notes = read_labelmap(pair.gt, gt_requested)
         notes += pred_notes + gt_notes
         result = evaluate_pair(pred_image, gt_image, pred_values, gt_values, pair.pred, pair.gt)
-        if gt_label is None and image_suffix(pair.gt) != ".seg.nrrd":
+        if gt_label is None and image_extension(pair.gt) != SEGMENTATION_EXTENSION:
             note = _multi_label_note(gt_image, gt_values)
             if note:
                 notes.append((note, pair.gt.name))

@@ -13,10 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..core.errors import InputError, PathLike
-from .reading import INPUT_EXTENSIONS
-from .writing import full_extension
-
-_DICOM_EXTENSIONS = (".dcm", ".ima", ".dicom")
+from .formats import DICOM_FILE_EXTENSIONS, INPUT_EXTENSIONS, full_extension
 
 
 @dataclass(frozen=True)
@@ -36,7 +33,7 @@ def case_name(path: PathLike) -> str:
 def _holds_dicom(folder: Path) -> bool:
     """Any file that is DICOM by extension or by its "DICM" preamble (checked on a few files)."""
     files = [p for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")]
-    if any(p.suffix.lower() in _DICOM_EXTENSIONS for p in files):
+    if any(p.suffix.lower() in DICOM_FILE_EXTENSIONS for p in files):
         return True
     for p in files[:8]:
         try:

@@ -26,7 +26,7 @@ from ..core.errors import ModelFileError, PathLike
 from ..core.labels import PANCREAS
 from ..core.modelspec import FORMAT_VERSION, ModelSpec
 from ..core.preprocessing import IntensitySpec
-from .resources import resources_folder
+from .resources import default_model_path
 from .writing import atomic_output
 
 __all__ = [
@@ -37,7 +37,6 @@ __all__ = [
     "load_model",
     "read_model_spec",
     "default_model_path",
-    "list_bundled_models",
     "tiny_test_model",
 ]
 
@@ -45,7 +44,6 @@ logger = logging.getLogger(__name__)
 
 
 FORMAT_NAME = "AttentionUNetSegment"
-DEFAULT_MODEL_NAME = "pancreas_phantom_attention_unet.pt"
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -222,28 +220,10 @@ def load_model(path: PathLike, device: Union[str, torch.device] = "cpu") -> tupl
     model.load_state_dict(state, strict=True)
     model.eval()
     if str(device) == "auto":
-        try:
-            from ..core.devices import resolve_device
-        except ImportError:  # inference.py is optional for loading; CUDA if present, else CPU
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        else:
-            device = resolve_device("auto")
+        from ..core.devices import resolve_device
+
+        device = resolve_device("auto")
     return model.to(torch.device(device)), spec
-
-
-def default_model_path() -> Path:
-    """The bundled default model: <repository>/Resources/Models/pancreas_phantom_attention_unet.pt."""
-    return _models_folder() / DEFAULT_MODEL_NAME
-
-
-def _models_folder() -> Path:
-    return resources_folder() / "Models"
-
-
-def list_bundled_models() -> list[Path]:
-    """Every .pt file in the bundled models folder, sorted (empty if none)."""
-    folder = _models_folder()
-    return sorted(p for p in folder.glob("*.pt") if p.is_file()) if folder.is_dir() else []
 
 
 def tiny_test_model(seed: int = 0, arch: str = "attention_unet3d") -> tuple[nn.Module, ModelSpec]:

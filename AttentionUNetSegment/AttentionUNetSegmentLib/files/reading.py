@@ -21,7 +21,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..core.errors import InputError, PathLike
-from .writing import full_extension
+from .formats import DICOM_FILE_EXTENSIONS as _DICOM_FILE_EXTENSIONS
+from .formats import INPUT_EXTENSIONS, full_extension
 
 __all__ = [
     "INPUT_EXTENSIONS",
@@ -32,11 +33,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-
-#: Single-file and header/data image formats read_ct accepts (plus DICOM series folders).
-INPUT_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
-# Single DICOM files: read_ct reads the whole series the file belongs to.
-_DICOM_FILE_EXTENSIONS = (".dcm", ".ima", ".dicom")
 
 _FORMAT_NAMES = {
     ".nii.gz": "NIfTI", ".nii": "NIfTI", ".nrrd": "NRRD", ".nhdr": "NRRD",

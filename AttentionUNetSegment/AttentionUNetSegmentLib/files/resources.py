@@ -1,20 +1,39 @@
-"""Where the extension's Resources/ folder is (bundled models, colour tables, UI)."""
+"""The extension's Resources/ folder and what it holds: the bundled models (the default one
+first), the colour table, the UI. The one place that knows where they are, for the command line
+and the Slicer module alike.
+
+Source tree:        <repository>/AttentionUNetSegment/AttentionUNetSegmentLib, <repository>/Resources
+Installed in Slicer: qt-scripted-modules/AttentionUNetSegmentLib beside qt-scripted-modules/Resources
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
+#: The bundled default model's file name in Resources/Models.
+DEFAULT_MODEL_NAME = "pancreas_phantom_attention_unet.pt"
 _LIB = Path(__file__).resolve().parents[1]  # files/resources.py -> AttentionUNetSegmentLib
 
 
-def resources_folder() -> Path:
-    """Resources/ of the source tree, or of an installed Slicer extension.
+def resources_folder(lib_dir: Path = _LIB) -> Path:
+    """Resources/ beside the package (an installed extension), else at the repository root."""
+    candidates = [lib_dir.parent / "Resources", lib_dir.parents[1] / "Resources"]
+    return next((folder for folder in candidates if folder.is_dir()), candidates[-1])
 
-    Source tree: AttentionUNetSegmentLib -> AttentionUNetSegment -> repository root -> Resources.
-    Installed extension (see CMakeLists.txt): the module, its Lib and Resources/ side by side.
-    """
-    candidates = [_LIB.parents[1] / "Resources", _LIB.parent / "Resources"]
-    return next((folder for folder in candidates if (folder / "Models").is_dir()), candidates[0])
+
+def default_model_path(resources: Optional[Path] = None) -> Path:
+    """Resources/Models/pancreas_phantom_attention_unet.pt (it may be missing: callers say so)."""
+    return (resources or resources_folder()) / "Models" / DEFAULT_MODEL_NAME
+
+
+def bundled_model_paths(resources: Optional[Path] = None) -> list[Path]:
+    """The .pt files in Resources/Models, the default model first (empty without the folder)."""
+    folder = (resources or resources_folder()) / "Models"
+    if not folder.is_dir():
+        return []
+    paths = sorted(p for p in folder.glob("*.pt") if p.is_file())
+    return sorted(paths, key=lambda p: p.name != DEFAULT_MODEL_NAME)   # stable: the rest stay sorted
 
 
 def attention_color_table_path() -> Path:

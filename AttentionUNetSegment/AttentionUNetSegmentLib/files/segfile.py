@@ -18,9 +18,9 @@ import SimpleITK as sitk
 
 from ..core.errors import PathLike
 from ..core.labels import LabelInfo
-from .writing import atomic_output, full_extension, labelmap_as_uint8, write_image
+from .writing import atomic_output, labelmap_as_uint8
 
-__all__ = ["segmentation_metadata", "write_seg_nrrd", "read_seg_nrrd", "write_labelmap_or_segmentation"]
+__all__ = ["segmentation_metadata", "write_seg_nrrd", "read_seg_nrrd"]
 
 
 
@@ -115,12 +115,3 @@ def read_seg_nrrd(path: PathLike) -> tuple[sitk.Image, list[LabelInfo]]:
     for key in image.GetMetaDataKeys():
         image.EraseMetaData(key)
     return labelmap_as_uint8(image), labels
-
-
-def write_labelmap_or_segmentation(labelmap: sitk.Image, path: PathLike, labels: list["LabelInfo"]) -> None:
-    """``.seg.nrrd`` -> Slicer segmentation with names/colours/terminology; else a uint8 labelmap."""
-    if full_extension(path) == ".seg.nrrd":
-
-        write_seg_nrrd(labelmap, path, labels)
-        return
-    write_image(labelmap_as_uint8(labelmap), path, compress=True)

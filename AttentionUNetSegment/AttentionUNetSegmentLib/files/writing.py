@@ -19,24 +19,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..core.errors import InputError, PathLike
+from .formats import IMAGE_OUTPUT_EXTENSIONS, full_extension
 
 logger = logging.getLogger(__name__)
-#: Image outputs: SimpleITK picks the writer from the extension, so only these are allowed.
-IMAGE_OUTPUT_EXTENSIONS = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
-
-
-def full_extension(path: PathLike, known: Sequence[str] = IMAGE_OUTPUT_EXTENSIONS) -> str:
-    """The (lower-case) extension of `path`, recognising compound ones such as ``.seg.nrrd``.
-
-    The longest entry of `known` that the name ends with wins; otherwise the last suffix.
-    """
-    name = Path(path).name.lower()
-    for ext in sorted(known, key=len, reverse=True):
-        if name.endswith(ext.lower()) and len(name) > len(ext):
-            return ext.lower()
-    return Path(name).suffix
-
-
 def check_output_path(path: PathLike, inputs: Iterable[PathLike] = (),
                       extensions: Sequence[str] = IMAGE_OUTPUT_EXTENSIONS) -> Path:
     """Check, before any work, that `path` can be written; return it as a Path.

@@ -16,6 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..core.errors import InputError, PathLike
+from ..core.options import WindowOptions
 
 # Held-out seeds: training recipes use seeds below 10000 (see README, "Bundled default model").
 DEFAULT_DEMO_SEED = 10000
@@ -29,7 +30,7 @@ def _canonical_array(image: sitk.Image) -> np.ndarray:
 
 
 def run_demo(output: PathLike = "demo-output", seed: int = DEFAULT_DEMO_SEED, model_file: Optional[PathLike] = None,
-             device: str = "auto", overlap: float = 0.5, fast: bool = False, progress: str = "bar",
+             window: Optional[WindowOptions] = None, fast: bool = False, progress: str = "bar",
              vary: bool = False) -> int:
     """Write every output for one phantom into `output` and print the Dice; returns the exit code.
 
@@ -38,14 +39,14 @@ def run_demo(output: PathLike = "demo-output", seed: int = DEFAULT_DEMO_SEED, mo
     phase, fatty pancreas, coverage and stomach filling that the bundled model has never seen.
     """
     from ..core.geometry import to_canonical
-    from ..core.pipeline import SegmentationOptions, segment_image
-    from ..core.progress import make_progress
+    from ..core.options import MapOptions, SegmentationOptions
     from ..evaluation.metrics import dice
-    from ..files.modelfile import default_model_path, load_model
     from ..files.attention import attention_file_name
-    from ..files.segfile import write_labelmap_or_segmentation
     from ..files.writing import write_image
     from ..phantom.generator import FAST_SETTINGS, generate_case
+    from ..service.contract import make_progress
+    from ..service.export import write_labelmap, write_map
+    from ..service.segmenter import load_segmentation_model, segment_image
     from .figures import FiguresUnavailable, segmentation_figure
 
     out = Path(output)
@@ -53,17 +54,15 @@ def run_demo(output: PathLike = "demo-output", seed: int = DEFAULT_DEMO_SEED, mo
         raise InputError(out, "exists and is not a folder")
     if not out.parent.exists():
         raise InputError(out, "its parent folder does not exist")
-    model_path = Path(model_file) if model_file else default_model_path()
-    if not model_path.exists():
-        raise InputError(model_path, "model not found" + ("" if model_file else
-                                                          " (the bundled default model is missing; pass --model)"))
-    model, spec = load_model(model_path)
+    model = load_segmentation_model(model_file)
+    spec = model.spec
 
     print(f"Generating phantom (seed {seed}) ...", flush=True)
     case = generate_case(seed, vary=vary, **(FAST_SETTINGS if fast else {}))
     ct, truth = case.ct, case.labels
-    result = segment_image(ct, model, spec, SegmentationOptions(device=device, overlap=overlap),
-                           progress=make_progress(progress))
+    # The figure draws every map over the CT's slices: the maps on the CT's grid.
+    options = SegmentationOptions(window or WindowOptions(), maps=MapOptions(attention_grid="ct"))
+    result = segment_image(ct, model, options, progress=make_progress(progress))
 
     predicted = sitk.GetArrayViewFromImage(result.labelmap) == 1
     true_mask = sitk.GetArrayViewFromImage(truth) == 1
@@ -73,10 +72,10 @@ def run_demo(output: PathLike = "demo-output", seed: int = DEFAULT_DEMO_SEED, mo
     (out / "attention").mkdir(exist_ok=True)
     write_image(ct, out / "ct.nii.gz")
     write_image(truth, out / "truth.nii.gz")
-    write_labelmap_or_segmentation(result.labelmap, out / "pancreas.nii.gz", result.labels)
-    write_labelmap_or_segmentation(result.labelmap, out / "pancreas.seg.nrrd", result.labels)
+    write_labelmap(result.labelmap, out / "pancreas.nii.gz", result.labels)
+    write_labelmap(result.labelmap, out / "pancreas.seg.nrrd", result.labels)
     for name, attention in result.attention.items():
-        write_image(attention, out / "attention" / attention_file_name(name, "nii.gz"))
+        write_map(attention, out / "attention" / attention_file_name(name, "nii.gz"), "nii.gz")
     # to_canonical only permutes/flips axes, so the spacing follows the same permutation.
     canonical = to_canonical(ct)
     written = "ct.nii.gz truth.nii.gz pancreas.nii.gz pancreas.seg.nrrd attention/ figure.png summary.json"
@@ -94,7 +93,7 @@ def run_demo(output: PathLike = "demo-output", seed: int = DEFAULT_DEMO_SEED, mo
     truth_ml = float(true_mask.sum()) * float(np.prod(ct.GetSpacing())) / 1000.0
     summary = {
         "seed": seed, "dice": score, "predicted_ml": volumes, "truth_ml": truth_ml,
-        "seconds": result.seconds, "device": result.inference.device, "model": str(model_path),
+        "seconds": result.seconds, "device": result.inference.device, "model": str(model.path),
         "model_description": spec.description,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..core.devices import cpu_has_native_bf16
+from ..core.options import DEFAULT_OVERLAP
 
 
 def _foreground_dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -24,7 +25,7 @@ def _foreground_dice(a: np.ndarray, b: np.ndarray) -> float:
 
 def measure_cpu_bf16_agreement(model: torch.nn.Module, volumes: Iterable[np.ndarray],
                                patch_size_zyx: tuple[int, int, int],
-                               overlap: float = 0.5) -> Optional[float]:
+                               overlap: float = DEFAULT_OVERLAP) -> Optional[float]:
     """Smallest foreground Dice (argmax > 0) between fp32 and bf16 CPU inference over `volumes`
     (normalised (z, y, x) arrays on the model grid); None when this CPU lacks native bf16."""
     from ..core.inference import InferenceOptions, sliding_window_predict

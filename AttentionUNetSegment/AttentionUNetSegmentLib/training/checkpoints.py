@@ -1,5 +1,10 @@
-"""The files of MODEL_DIR: model.pt (best), last.pt, checkpoint_last.pt (resume state),
-training_log.csv and learning_curve.png.
+"""A run's state and its files, saved and resumed in this one module.
+
+`TrainingState` is everything that changes while a run trains (network, optimiser, scaler,
+random generator, history, best score, learning-rate phases). Each epoch `save_epoch` writes
+MODEL_DIR: model.pt (best), last.pt, checkpoint_last.pt (the resume state), and `write_log` /
+`write_curve` training_log.csv and learning_curve.png; `--resume` reads the checkpoint back with
+`read_resume_state` and `restore_training_state`, the exact inverse.
 
 Crash safety: every file is written to a temporary name and renamed (os.replace is atomic), and
 the resume state is written at the end of every epoch, so a kill -9 loses at most the epoch in
@@ -13,17 +18,42 @@ import io
 import math
 import os
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 
 from ..core.errors import InputError
+from .config import FIXED_ON_RESUME, TrainConfig
 from .distributed import DistributedContext
+from .schedule import lr_phases_from_log
+from .summary import build_model_spec
 
 MODEL_FILE, LAST_FILE, CHECKPOINT_FILE = "model.pt", "last.pt", "checkpoint_last.pt"
 LOG_FILE, CURVE_FILE = "training_log.csv", "learning_curve.png"
 CHECKPOINT_FORMAT = "AttentionUNetSegment-train-checkpoint"
 LOG_COLUMNS = ("epoch", "train_loss", "val_dice", "lr", "seconds", "patches_per_s")
+
+
+@dataclass
+class TrainingState:
+    """The network and everything a checkpoint restores."""
+
+    raw_model: nn.Module                         # unwrapped: what model files store
+    model: nn.Module                             # DDP-wrapped under torchrun
+    network_args: dict
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    loss_fn: nn.Module
+    augment_rng: torch.Generator
+    use_amp: bool
+    amp_dtype: torch.dtype
+    start_epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    best_dice: float | None = None
+    best_epoch: int | None = None
+    lr_phases: list[dict] = field(default_factory=list)
 
 
 def save_model_file(path: Path, model: torch.nn.Module, spec, weights_bf16: bool) -> None:
@@ -111,3 +141,51 @@ def prepare_output(out: Path, resume: bool, overwrite: bool, ctx: DistributedCon
         # A fresh start must never be resumed from an older run's state.
         for name in (CHECKPOINT_FILE, LAST_FILE):
             (out / name).unlink(missing_ok=True)
+
+
+def save_epoch(config: TrainConfig, data, run: TrainingState, epochs_done: int, improved: bool, out: Path,
+               world_size: int) -> None:
+    """Rank 0's files after an epoch (`data`: the run's preparation.TrainingData). Order: model
+    files, then the resume state, so a kill between writes at worst repeats this epoch."""
+    spec = build_model_spec(config, data.record, run.network_args, data.labels, data.intensity,
+                            epochs_done, run.lr_phases, run.best_dice, run.best_epoch, world_size)
+    if improved or not data.val:     # without validation the newest model is "best"
+        save_model_file(out / MODEL_FILE, run.raw_model, spec, config.weights_bf16)
+    save_model_file(out / LAST_FILE, run.raw_model, spec, config.weights_bf16)
+    record = data.record
+    atomic_torch_save({
+        "format": CHECKPOINT_FORMAT, "version": 1, "epoch": epochs_done,
+        "config": config.to_dict(), "model": run.raw_model.state_dict(),
+        "optimizer": run.optimizer.state_dict(), "scaler": run.scaler.state_dict(),
+        "history": run.history, "lr_phases": run.lr_phases,
+        "best_val_dice": run.best_dice, "best_epoch": run.best_epoch,
+        "train_ids": [case.id for case in record.train_cases[0]],
+        "extra_ids": [[case.id for case in cases] for cases in record.train_cases[1:]],
+        "val_ids": [case.id for case in record.val_cases],
+        "initialised_from": record.initialised_from,
+        "torch_rng": torch.get_rng_state(),
+    }, out / CHECKPOINT_FILE)
+
+
+def read_resume_state(out: Path, config: TrainConfig, device: torch.device) -> dict:
+    """The interrupted run's state; InputError when `config` would train a different model."""
+    state = read_checkpoint(out / CHECKPOINT_FILE, device)
+    stored = TrainConfig.from_dict(state["config"])
+    changed = [name for name in FIXED_ON_RESUME if getattr(stored, name) != getattr(config, name)]
+    if changed:
+        raise InputError(out / CHECKPOINT_FILE, f"--resume with different {', '.join(changed)} "
+                                                "than the interrupted run")
+    return state
+
+
+def restore_training_state(run: TrainingState, state: dict) -> None:
+    """Put back what save_epoch saved: weights, optimiser, scaler, epoch, history, best score,
+    learning-rate phases and the global random state (the run continues bit for bit)."""
+    run.raw_model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    if state["scaler"] and run.scaler.is_enabled():   # empty when saved by a disabled one
+        run.scaler.load_state_dict(state["scaler"])
+    run.start_epoch, run.history = int(state["epoch"]), list(state["history"])
+    run.best_dice, run.best_epoch = state["best_val_dice"], state["best_epoch"]
+    run.lr_phases = list(state.get("lr_phases") or lr_phases_from_log(run.history))
+    torch.set_rng_state(state["torch_rng"].cpu())

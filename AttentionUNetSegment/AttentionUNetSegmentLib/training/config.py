@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from ..core.errors import InputError
+from ..core.network import ARCHITECTURES
+from ..core.options import DEFAULT_OVERLAP
 from .augmentation import AugmentationConfig
 from .data import parse_label_map
 from .randomisation import DomainRandomisationConfig
 
-#: `train --arch` names -> core.network architectures.
-ARCH_CHOICES = {"attention": "attention_unet3d", "unet": "unet3d"}
+#: The old `train --arch` names (and checkpoints written with them) -> the model files' names.
+LEGACY_ARCH_NAMES = {"attention": "attention_unet3d", "unet": "unet3d"}
 #: Changing these between a run and its --resume would train a different model.
 FIXED_ON_RESUME = ("arch", "widths", "patch_size_zyx", "spacing_zyx", "labels", "optimizer",
                    "batch_size", "seed", "extra_datasets", "init_from", "context_classes")
@@ -20,7 +22,7 @@ FIXED_ON_RESUME = ("arch", "widths", "patch_size_zyx", "spacing_zyx", "labels", 
 class TrainConfig:
     """Everything that defines a training run (stored in the checkpoint for --resume)."""
 
-    arch: str = "attention"                 # attention | unet
+    arch: str = ARCHITECTURES[0]            # attention_unet3d | unet3d, as model files name them
     epochs: int = 300
     iterations_per_epoch: int = 250         # batches per epoch and rank
     patch_size_zyx: tuple[int, int, int] = (96, 160, 160)   # the paper's 160x160x96 (x, y, z)
@@ -38,7 +40,7 @@ class TrainConfig:
     val_fraction: float = 0.2
     val_cases: tuple[str, ...] = ()         # explicit validation case ids (overrides fraction)
     val_every: int = 1
-    val_overlap: float = 0.5
+    val_overlap: float = DEFAULT_OVERLAP
     seed: int = 0
     num_workers: int = 2
     amp: bool | None = None                 # None: on for CUDA
@@ -76,6 +78,8 @@ class TrainConfig:
         (domain randomisation: off, as those runs trained without it)."""
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
+        if "arch" in values:
+            values["arch"] = LEGACY_ARCH_NAMES.get(values["arch"], values["arch"])
         values["augmentation"] = AugmentationConfig(**values.get("augmentation", {}))
         values["randomisation"] = DomainRandomisationConfig(**values.get("randomisation", {}))
         values["extra_datasets"] = tuple(dict(extra) for extra in values.get("extra_datasets", ()))
@@ -85,8 +89,8 @@ class TrainConfig:
         """InputError (one line) for settings no run can use."""
         def bad(problem: str) -> InputError:
             return InputError(None, problem)
-        if self.arch not in ARCH_CHOICES:
-            raise bad(f"--arch must be one of {', '.join(ARCH_CHOICES)}, got {self.arch!r}")
+        if self.arch not in ARCHITECTURES:
+            raise bad(f"--arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
         if self.optimizer not in ("adam", "sgd"):
             raise bad(f"--optimizer must be adam or sgd, got {self.optimizer!r}")
         if self.lr_schedule not in ("auto", "poly", "constant"):

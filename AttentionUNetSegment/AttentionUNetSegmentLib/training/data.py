@@ -32,8 +32,9 @@ import SimpleITK as sitk
 
 from ..core.errors import InputError
 from ..core.geometry import grid_differences
+from ..core.labels import parse_label_map  # noqa: F401 - the one label syntax; importable here too
+from ..files.formats import INPUT_EXTENSIONS
 
-IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 _CHANNEL_SUFFIX = re.compile(r"_(\d{4})$")          # nnU-Net: case_0000 = channel 0
 _FLAT_IMAGE = re.compile(r"^(?P<case>.+?)[_-](ct|image|img)$", re.IGNORECASE)
 _FLAT_LABEL = re.compile(r"^(?P<case>.+?)[_-](label|labels|seg|segmentation|mask)$",
@@ -55,7 +56,7 @@ class Case:
 
 def _strip_extension(name: str) -> str | None:
     lower = name.lower()
-    for ext in IMAGE_EXTENSIONS:
+    for ext in INPUT_EXTENSIONS:
         if lower.endswith(ext):
             return name[: -len(ext)]
     return None
@@ -239,26 +240,6 @@ def find_cases(dataset_dir: str | os.PathLike, check_grids: bool = True) -> list
 
 # ---------------------------------------------------------------------------------------------
 # Labels
-
-
-def parse_label_map(text: str | None) -> dict[int, int] | None:
-    """`"merge"` (or None) -> None: every label > 0 becomes 1 (Task07 tumour into pancreas).
-    `"1:1,2:1"` -> {1: 1, 2: 1}: source value -> class; unlisted values become background.
-    """
-    if text is None or text.strip().lower() == "merge":
-        return None
-    mapping = {}
-    try:
-        for item in text.split(","):
-            source, target = item.split(":")
-            mapping[int(source)] = int(target)
-    except ValueError:
-        raise InputError(None, f"--labels {text!r}: expected 'merge' or "
-                               "'SOURCE:CLASS,...' such as '1:1,2:1'") from None
-    classes = sorted(set(mapping.values()) - {0})
-    if any(value < 0 for value in mapping) or classes != list(range(1, len(classes) + 1)):
-        raise InputError(None, f"--labels {text!r}: classes must be 1..K with no gaps")
-    return mapping
 
 
 def num_classes(label_map: dict[int, int] | None) -> int:

@@ -1,11 +1,11 @@
-"""Setting a run up and writing its state: the data of every source loaded onto the model
-grid, the network (fresh, --init-from a model file, or restored by --resume), the optimiser,
-and each epoch's model files and resume checkpoint."""
+"""Setting a run up: the data of every source loaded onto the model grid, and the network
+(fresh, or from --init-from's model file), optimiser and scaler. What is saved each epoch and
+restored by --resume is checkpoints.py's."""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +13,8 @@ import torch
 import torch.nn as nn
 
 from ..core.errors import InputError
-from .checkpoints import (
-    CHECKPOINT_FILE,
-    CHECKPOINT_FORMAT,
-    LAST_FILE,
-    MODEL_FILE,
-    atomic_torch_save,
-    save_model_file,
-)
-from .config import ARCH_CHOICES, TrainConfig
+from .checkpoints import TrainingState
+from .config import TrainConfig
 from .data import (
     Case,
     check_merge_is_safe,
@@ -38,7 +31,7 @@ from .mixing import DatasetSource, case_probabilities, dataset_sources
 from .randomisation import normalised_window
 from .reporting import Reporter
 from .schedule import make_optimizer
-from .summary import TrainingRecord, build_model_spec, label_infos
+from .summary import TrainingRecord, label_infos
 
 
 @dataclass
@@ -54,26 +47,6 @@ class TrainingData:
     intensity: object                            # core.preprocessing.IntensitySpec
     pad: float                                   # normalised air: padding outside volumes
     value_range: tuple[float, float]             # normalised HU window
-
-
-@dataclass
-class TrainingState:
-    """The network and everything a checkpoint restores."""
-
-    raw_model: nn.Module                         # unwrapped: what model files store
-    model: nn.Module                             # DDP-wrapped under torchrun
-    network_args: dict
-    optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
-    loss_fn: nn.Module
-    augment_rng: torch.Generator
-    use_amp: bool
-    amp_dtype: torch.dtype
-    start_epoch: int = 0
-    history: list[dict] = field(default_factory=list)
-    best_dice: float | None = None
-    best_epoch: int | None = None
-    lr_phases: list[dict] = field(default_factory=list)
 
 
 def _load_cases(cases: list[Case], config: TrainConfig, intensity, label_map,
@@ -190,7 +163,7 @@ def _initial_weights(config: TrainConfig, model: nn.Module, network_args: dict,
     def plain(args: dict) -> dict:
         return {key: list(value) if isinstance(value, tuple) else value
                 for key, value in args.items()}
-    wanted = (ARCH_CHOICES[config.arch], plain(network_args))
+    wanted = (config.arch, plain(network_args))
     found = (spec.architecture, plain(spec.network_args))
     if wanted != found:
         raise InputError(config.init_from, f"--init-from needs the same network: the file has "
@@ -203,10 +176,10 @@ def _initial_weights(config: TrainConfig, model: nn.Module, network_args: dict,
     model.load_state_dict(source.state_dict())
 
 
-def build_training_state(config: TrainConfig, data: TrainingData, state: dict | None,
-                         ctx: DistributedContext) -> TrainingState:
-    """The network, optimiser and scaler: fresh, from --init-from, or as the checkpoint left
-    them; wrapped in DistributedDataParallel under torchrun."""
+def build_training_state(config: TrainConfig, data: TrainingData, ctx: DistributedContext,
+                         resuming: bool = False) -> TrainingState:
+    """The network (fresh, or with --init-from's weights unless `resuming`), optimiser and scaler
+    on this rank's device; checkpoints.restore_training_state then puts back a resumed run's state."""
     from ..core.network import build_network
 
     device = ctx.device
@@ -214,8 +187,8 @@ def build_training_state(config: TrainConfig, data: TrainingData, state: dict | 
                                                                       device.type == "cuda")
     network_args = {"in_channels": 1, "n_classes": data.n_classes, "widths": list(config.widths)}
     torch.manual_seed(config.seed)        # same initial weights on every rank
-    model = build_network(ARCH_CHOICES[config.arch], **network_args)
-    if state is None and config.init_from:
+    model = build_network(config.arch, **network_args)
+    if config.init_from and not resuming:
         _initial_weights(config, model, network_args, data.intensity)
     model = model.to(device)
     if ctx.enabled and config.sync_batchnorm and device.type == "cuda":
@@ -226,42 +199,14 @@ def build_training_state(config: TrainConfig, data: TrainingData, state: dict | 
     # fp16 with a GradScaler on older GPUs.
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
-    run = TrainingState(model, model, network_args, optimizer, scaler,
-                        DiceCELoss(config.dice_weight, config.ce_weight),
-                        torch.Generator(device=device), use_amp, amp_dtype)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if state["scaler"] and scaler.is_enabled():   # empty when saved by a disabled one
-            scaler.load_state_dict(state["scaler"])
-        run.start_epoch, run.history = int(state["epoch"]), list(state["history"])
-        run.best_dice, run.best_epoch = state["best_val_dice"], state["best_epoch"]
-        torch.set_rng_state(state["torch_rng"].cpu())
+    return TrainingState(model, model, network_args, optimizer, scaler,
+                         DiceCELoss(config.dice_weight, config.ce_weight),
+                         torch.Generator(device=device), use_amp, amp_dtype)
+
+
+def distribute(run: TrainingState, ctx: DistributedContext) -> None:
+    """Under torchrun: wrap the network in DistributedDataParallel (model files keep raw_model)."""
     if ctx.enabled:
+        device = ctx.device
         run.model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    return run
-
-
-def save_epoch(config: TrainConfig, data: TrainingData, run: TrainingState, epochs_done: int,
-               improved: bool, out: Path, world_size: int) -> None:
-    """Rank 0's files after an epoch. Order: model files, then the resume state, so a kill
-    between writes at worst repeats this epoch on --resume."""
-    spec = build_model_spec(config, data.record, run.network_args, data.labels, data.intensity,
-                            epochs_done, run.lr_phases, run.best_dice, run.best_epoch, world_size)
-    if improved or not data.val:     # without validation the newest model is "best"
-        save_model_file(out / MODEL_FILE, run.raw_model, spec, config.weights_bf16)
-    save_model_file(out / LAST_FILE, run.raw_model, spec, config.weights_bf16)
-    record = data.record
-    atomic_torch_save({
-        "format": CHECKPOINT_FORMAT, "version": 1, "epoch": epochs_done,
-        "config": config.to_dict(), "model": run.raw_model.state_dict(),
-        "optimizer": run.optimizer.state_dict(), "scaler": run.scaler.state_dict(),
-        "history": run.history, "lr_phases": run.lr_phases,
-        "best_val_dice": run.best_dice, "best_epoch": run.best_epoch,
-        "train_ids": [case.id for case in record.train_cases[0]],
-        "extra_ids": [[case.id for case in cases] for cases in record.train_cases[1:]],
-        "val_ids": [case.id for case in record.val_cases],
-        "initialised_from": record.initialised_from,
-        "torch_rng": torch.get_rng_state(),
-    }, out / CHECKPOINT_FILE)
+            run.raw_model, device_ids=[device.index] if device.type == "cuda" else None)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Callable
 
-ProgressCallback = Callable[[float, str], None]
+from ..core.progress import ProgressCallback
 
 
 class Reporter:

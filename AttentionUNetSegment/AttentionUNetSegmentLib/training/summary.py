@@ -8,7 +8,7 @@ from datetime import date
 from pathlib import Path
 
 from .. import __version__
-from .config import ARCH_CHOICES, TrainConfig
+from .config import TrainConfig
 from .data import Case, num_classes, read_dataset_json
 from .mixing import DatasetSource
 from .schedule import lr_schedule_summary
@@ -108,7 +108,7 @@ def build_model_spec(config: TrainConfig, record: TrainingRecord, network_args: 
     from ..core.modelspec import FORMAT_VERSION, ModelSpec
 
     return ModelSpec(
-        format_version=FORMAT_VERSION, architecture=ARCH_CHOICES[config.arch],
+        format_version=FORMAT_VERSION, architecture=config.arch,
         network_args=dict(network_args),
         labels=labels[:1] if config.context_classes else labels,
         context_labels=labels[1:] if config.context_classes else [],

@@ -1,5 +1,10 @@
 """`attention-unet-segment train`: train a 3D (Attention) U-Net on CT/label pairs.
 
+The loop reads top to bottom in `_train`: set the run up (preparation.py: data, network,
+optimiser), put back an interrupted run (checkpoints.py), then one `_run_epoch` per epoch. The
+run's changing state is one `checkpoints.TrainingState`, saved each epoch and restored on
+--resume by checkpoints.py alone.
+
     DATASET_DIR (+ --extra-dataset DIRs, mixing.py) -> data.find_cases
       -> loading.load_case (core.preprocessing.preprocess: the inference code path)
       -> sampling.PatchDataset (foreground oversampling, datasets mixed with given shares,
@@ -31,26 +36,27 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..core.errors import InputError
 from .augmentation import augment_batch
 from .bf16_check import record_cpu_bf16_agreement
 from .checkpoints import (
-    CHECKPOINT_FILE,
     CURVE_FILE,
     LOG_FILE,
     MODEL_FILE,
+    TrainingState,
     prepare_output,
-    read_checkpoint,
+    read_resume_state,
+    restore_training_state,
+    save_epoch,
     write_curve,
     write_log,
 )
-from .config import ARCH_CHOICES, FIXED_ON_RESUME, TrainConfig
+from .config import TrainConfig
 from .distributed import DistributedContext, start_distributed
 from .randomisation import randomise_domain
+from .preparation import TrainingData, build_training_state, distribute, gather_data
 from .reporting import ProgressCallback, Reporter
 from .sampling import PatchDataset, PatchSampler
-from .schedule import extend_lr_phases, lr_at, lr_phases_from_log, seed_of
-from .preparation import TrainingData, TrainingState, build_training_state, gather_data, save_epoch
+from .schedule import extend_lr_phases, lr_at, seed_of
 
 
 @dataclass
@@ -80,34 +86,22 @@ def train(config: TrainConfig, dataset_dir: str | os.PathLike, out_dir: str | os
         ctx.close()
 
 
-def _read_resume_state(out: Path, config: TrainConfig, ctx: DistributedContext) -> dict:
-    state = read_checkpoint(out / CHECKPOINT_FILE, ctx.device)
-    stored = TrainConfig.from_dict(state["config"])
-    changed = [name for name in FIXED_ON_RESUME if getattr(stored, name) != getattr(config, name)]
-    if changed:
-        raise InputError(out / CHECKPOINT_FILE, f"--resume with different {', '.join(changed)} "
-                                                "than the interrupted run")
-    return state
-
-
 def _train(config: TrainConfig, dataset_dir: Path, out: Path, resume: bool, overwrite: bool,
            ctx: DistributedContext, reporter: Reporter) -> TrainResult:
     prepare_output(out, resume, overwrite, ctx)
-    state = _read_resume_state(out, config, ctx) if resume else None
-    data = gather_data(config, dataset_dir, out, state, ctx, reporter)
-    run = build_training_state(config, data, state, ctx)
-    if state is None:
-        run.lr_phases = extend_lr_phases([], config, 1)
-    else:
-        run.lr_phases = extend_lr_phases(state.get("lr_phases") or
-                                         lr_phases_from_log(run.history), config,
-                                         run.start_epoch + 1)
+    saved = read_resume_state(out, config, ctx.device) if resume else None
+    data = gather_data(config, dataset_dir, out, saved, ctx, reporter)
+    run = build_training_state(config, data, ctx, resuming=saved is not None)
+    if saved is not None:
+        restore_training_state(run, saved)             # as the interrupted run left it
+    run.lr_phases = extend_lr_phases(run.lr_phases, config, run.start_epoch + 1)
+    distribute(run, ctx)                               # DistributedDataParallel under torchrun
     dataset = PatchDataset(data.train, PatchSampler(config.patch_size_zyx,
                                                     config.foreground_probability, data.pad),
                            config.iterations_per_epoch * config.batch_size, config.batch_size,
                            config.seed, ctx.rank, data.case_probabilities)
     names = " + ".join(source.name for source in data.record.sources)
-    reporter.line(f"training {ARCH_CHOICES[config.arch]} on {len(data.train)} cases of {names} "
+    reporter.line(f"training {config.arch} on {len(data.train)} cases of {names} "
                   f"(validation {len(data.val)}) on {ctx.device}"
                   f"{f' x {ctx.world_size} ranks' if ctx.enabled else ''}; epochs "
                   f"{run.start_epoch + 1}..{config.epochs}; output {out}")
@@ -144,7 +138,7 @@ def _run_epoch(config: TrainConfig, data: TrainingData, run: TrainingState, data
         save_epoch(config, data, run, epoch + 1, improved, out, ctx.world_size)
         write_log(out / LOG_FILE, run.history)
         figure_error = write_curve(out / CURVE_FILE, run.history,
-                                   f"{ARCH_CHOICES[config.arch]} on {data.record.sources[0].name}")
+                                   f"{config.arch} on {data.record.sources[0].name}")
         if figure_error and epoch == run.start_epoch:
             reporter.line(f"warning: no learning curve ({figure_error})")
     row = run.history[-1]

@@ -283,3 +283,34 @@ def test_point_outside_the_ct_is_reported_in_ras(real_ct_path, tiny_model_path, 
     assert code == 2, stderr
     assert "ct.nii.gz" in stderr and "(1000, 0, 0)" in stderr and "outside" in stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_negative_first_coordinate_after_a_space_is_a_point(real_ct_path, tiny_model_path, tmp_path, capsys):
+    """`--point -12.5,30,4` as a user types it at a terminal (the module writes `--point=...`)."""
+    code, _, stderr = _run(["segment", str(real_ct_path), "-o", str(tmp_path / "x.nii.gz"),
+                            "--model", str(tiny_model_path), "--point", "-1000.5,30,4"], capsys)
+    assert code == 2, stderr
+    assert "expected one argument" not in stderr and "(-1000.5, 30, 4)" in stderr and "outside" in stderr
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--point", "-12.5,30,4"], ["--point=-12.5,30,4"]),
+    (["--point", "-1e2,-3,-4.5", "-o", "x"], ["--point=-1e2,-3,-4.5", "-o", "x"]),
+    (["--point", "12.5,-30,4"], ["--point", "12.5,-30,4"]),              # argparse reads these itself
+    (["--point", "--help"], ["--point", "--help"]),                      # an option stays an option
+    (["--point=-1,2,3"], ["--point=-1,2,3"]),
+    (["--", "--point", "-1,2,3"], ["--", "--point", "-1,2,3"]),          # positional after --
+    (["--overlap", "-1,2,3"], ["--overlap", "-1,2,3"]),                  # only options that take points
+])
+def test_negative_point_values_are_attached_to_their_option(argv, expected):
+    from AttentionUNetSegmentLib.cli.argtypes import join_negative_values
+
+    assert join_negative_values(argv) == expected
+
+
+def test_help_says_how_overlap_becomes_the_window_step_and_the_cohort_rule(capsys):
+    with pytest.raises(SystemExit):
+        main(["segment", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "rounded down to a multiple of 16 voxels" in shown and "0.25 with a 96-voxel patch runs at 0.33" in shown
+    assert "With several CTs, or a folder of them (a cohort), the outputs are folders" in shown

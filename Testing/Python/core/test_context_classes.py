@@ -14,7 +14,8 @@ from AttentionUNetSegmentLib.core.labels import LabelInfo
 from AttentionUNetSegmentLib.core.modelspec import ModelSpec
 from AttentionUNetSegmentLib.core.network import build_network
 from AttentionUNetSegmentLib.core.inference import fold_context_logits
-from AttentionUNetSegmentLib.core.pipeline import SegmentationOptions, segment_image
+from AttentionUNetSegmentLib.core.options import CleanupOptions, MapOptions, SegmentationOptions, WindowOptions
+from AttentionUNetSegmentLib.core.pipeline import segment_image
 from AttentionUNetSegmentLib.files.modelfile import load_model, save_model, tiny_test_model
 
 LIVER = LabelInfo(2, "Liver", (0.8, 0.4, 0.3))
@@ -52,8 +53,9 @@ def _segment(path):
     model, spec = load_model(path)
     ct = sitk.GetImageFromArray(np.random.default_rng(1).normal(40, 60, (20, 40, 40)).astype(np.int16))
     ct.SetSpacing((2.0, 2.0, 2.0))
-    options = SegmentationOptions(device="cpu", precision="fp32", probabilities=True,
-                                  keep_largest=False, fill_holes=False)
+    options = SegmentationOptions(WindowOptions(device="cpu", precision="fp32"),
+                                  cleanup=CleanupOptions(keep_largest=False, fill_holes=False),
+                                  maps=MapOptions(probabilities=True))
     result = segment_image(ct, model, spec, options)
     return spec, sitk.GetArrayFromImage(result.labelmap), sitk.GetArrayFromImage(result.probabilities), result
 

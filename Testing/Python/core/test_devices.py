@@ -12,7 +12,8 @@ from AttentionUNetSegmentLib.core.devices import (
     model_allows_cpu_bf16,
     resolve_precision,
 )
-from AttentionUNetSegmentLib.core.pipeline import SegmentationOptions, segment_image
+from AttentionUNetSegmentLib.core.options import MapOptions, SegmentationOptions, WindowOptions
+from AttentionUNetSegmentLib.core.pipeline import segment_image
 from AttentionUNetSegmentLib.files.modelfile import tiny_test_model
 from AttentionUNetSegmentLib.training.bf16_check import measure_cpu_bf16_agreement
 
@@ -48,6 +49,6 @@ def test_pipeline_uses_the_model_record(recorded, expected_bf16):
     spec.training[CPU_BF16_KEY] = recorded
     image = sitk.GetImageFromArray(np.random.default_rng(1).normal(0, 200, (20, 40, 40)).astype(np.float32))
     image.SetSpacing((2.0, 2.0, 2.0))
-    result = segment_image(image, model, spec, SegmentationOptions(device="cpu", attention=False))
+    result = segment_image(image, model, spec, SegmentationOptions(WindowOptions(device="cpu"), maps=MapOptions(attention=False)))
     expected = "bf16" if expected_bf16 and cpu_has_native_bf16() else "fp32"
     assert result.inference.precision == expected

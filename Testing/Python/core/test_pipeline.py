@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from AttentionUNetSegmentLib.core.geometry import coarse_grid
-from AttentionUNetSegmentLib.core.pipeline import SegmentationOptions, segment_image
+from AttentionUNetSegmentLib.core.errors import InputError
+from AttentionUNetSegmentLib.core.options import CleanupOptions, MapOptions, SegmentationOptions, WindowOptions
+from AttentionUNetSegmentLib.core.pipeline import segment_image
 from AttentionUNetSegmentLib.core.preprocessing import preprocess, restore_to_input
 from AttentionUNetSegmentLib.core.restore import box_slices, foreground_box, restore_box, restore_in_slabs
 from AttentionUNetSegmentLib.files.modelfile import tiny_test_model
@@ -83,11 +85,12 @@ def tiny():
 def test_model_grid_maps_have_exact_geometry_and_match_the_ct_grid_maps(real_ct_path, tiny):
     model, spec = tiny
     ct = sitk.ReadImage(str(real_ct_path))
-    common = dict(device="cpu", precision="fp32", probabilities=True, keep_largest=False, fill_holes=False)
-    on_ct = segment_image(ct, model, spec, SegmentationOptions(**common))
-    on_model = segment_image(ct, model, spec, SegmentationOptions(**common, attention_grid="model",
-                                                                  probability_grid="model"))
-    # Same labels whatever grid the maps are kept on; the library default is the CT grid.
+    common = dict(window=WindowOptions(device="cpu", precision="fp32"),
+                  cleanup=CleanupOptions(keep_largest=False, fill_holes=False))
+    on_ct = segment_image(ct, model, spec, SegmentationOptions(
+        **common, maps=MapOptions(probabilities=True, attention_grid="ct", probability_grid="ct")))
+    on_model = segment_image(ct, model, spec, SegmentationOptions(**common, maps=MapOptions(probabilities=True)))
+    # Same labels whatever grid the maps are kept on; the default is each map's own grid.
     np.testing.assert_array_equal(sitk.GetArrayViewFromImage(on_ct.labelmap),
                                   sitk.GetArrayViewFromImage(on_model.labelmap))
     np.testing.assert_array_equal(sitk.GetArrayViewFromImage(on_ct.labelmap) > 0,
@@ -107,5 +110,5 @@ def test_model_grid_maps_have_exact_geometry_and_match_the_ct_grid_maps(real_ct_
                                    atol=1e-6)
     stages = {"preprocess", "inference", "restore", "postprocess", "total"}
     assert set(on_ct.seconds) == stages
-    with pytest.raises(ValueError, match="attention_grid"):
-        SegmentationOptions(attention_grid="coarse")
+    with pytest.raises(InputError, match="the attention grid must be one of model, ct; got 'coarse'"):
+        MapOptions(attention_grid="coarse")

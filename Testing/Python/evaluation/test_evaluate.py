@@ -100,7 +100,7 @@ def test_totalsegmentator_gt_label_on_real_labels(real_labels_path, tmp_path):
 
 def test_multi_label_ground_truth_without_gt_label_is_flagged(real_labels_path):
     _, summary = evaluation.evaluate(real_labels_path, real_labels_path)
-    assert any("evaluated label 1" in note and "--gt-label" in note for note in summary["notes"])
+    assert any("evaluated label 1" in note and "--truth-label" in note for note in summary["notes"])
     _, summary = evaluation.evaluate(real_labels_path, real_labels_path, label=7, gt_label=7)
     assert summary["notes"] == []
 
@@ -134,7 +134,7 @@ def test_wrong_label_is_reported(real_labels_path, tmp_path):
     sitk.WriteImage(binary, str(binary_path))
     rows, summary = evaluation.evaluate(binary_path, real_labels_path, label=1, gt_label=200)
     assert rows[0]["dice"] == 0.0 and math.isinf(rows[0]["hd95_mm"])
-    assert any("no voxel with label 200" in note and "--gt-label" in note for note in summary["notes"])
+    assert any("no voxel with label 200" in note and "--truth-label" in note for note in summary["notes"])
     assert summary["hd95_mm"]["n_inf"] == 1
 
 
@@ -213,10 +213,12 @@ def test_ct_given_as_ground_truth_is_rejected(real_ct_path, real_labels_path):
 
 def test_bad_label_and_csv_paths(tmp_path):
     pred = _write(tmp_path / "p.nii.gz", _box())
-    with pytest.raises(InputError, match="--label must be positive label values"):
+    with pytest.raises(InputError, match="--pred-label must be positive label values"):
         evaluation.evaluate(pred, pred, label=0)
-    with pytest.raises(InputError, match="--gt-label 'x': expected a label value or a list"):
+    with pytest.raises(InputError, match="--truth-label 'x': expected merge, N"):
         evaluation.evaluate(pred, pred, gt_label="x")
+    with pytest.raises(InputError, match="--truth-label '1:1,2:2': evaluation scores one structure"):
+        evaluation.evaluate(pred, pred, gt_label="1:1,2:2")
     with pytest.raises(InputError, match="cannot be written: folder .* does not exist"):
         evaluation.evaluate(pred, pred, csv_path=tmp_path / "missing" / "m.csv")
     with pytest.raises(InputError, match="unsupported output type .*; use one of .csv"):
@@ -232,7 +234,7 @@ def _parse(argv: list[str]):
 def test_cli_table_and_summary(decathlon, tmp_path, capsys):
     pred, root = decathlon
     csv_path = tmp_path / "out.csv"
-    args = _parse(["evaluate", str(pred), str(root), "--csv", str(csv_path)])
+    args = _parse(["evaluate", str(pred), str(root), "-o", str(csv_path)])
     assert args.func is evaluate_command.run_cli and args.label is None and args.gt_label is None
     assert args.func(args) == 0
     captured = capsys.readouterr()
@@ -247,11 +249,40 @@ def test_cli_table_and_summary(decathlon, tmp_path, capsys):
 
 def test_cli_input_error_propagates_as_one_line(tmp_path):
     # The main CLI prints InputError as "error: <str>" and exits 2; run_cli must let it through.
-    args = _parse(["evaluate", str(tmp_path), str(tmp_path / "nowhere"), "--gt-label", "7"])
+    args = _parse(["evaluate", str(tmp_path), str(tmp_path / "nowhere"), "--truth-label", "7"])
     assert args.gt_label == (7,)
-    assert _parse(["evaluate", "a", "b", "--gt-label", "2,1"]).gt_label == (1, 2)
+    assert _parse(["evaluate", "a", "b", "--truth-label", "2,1"]).gt_label == (1, 2)
     with pytest.raises(SystemExit):
-        _parse(["evaluate", "a", "b", "--label", "pancreas"])
+        _parse(["evaluate", "a", "b", "--pred-label", "pancreas"])
     with pytest.raises(InputError) as raised:
         args.func(args)
     assert str(raised.value) == f"{tmp_path / 'nowhere'}: ground truth does not exist"
+
+
+@pytest.mark.parametrize("argv, label, gt_label, csv", [
+    (["--pred-label", "1", "--truth-label", "7:1", "-o", "m.csv"], (1,), (7,), "m.csv"),
+    (["--truth-label", "1:1,2:1"], None, (1, 2), None),
+    (["--truth-label", "merge"], None, (), None),
+])
+def test_one_label_syntax(argv, label, gt_label, csv):
+    args = _parse(["evaluate", "a", "b", *argv])
+    assert (args.label, args.gt_label, args.csv) == (label, gt_label, csv)
+
+
+def test_old_spellings_still_work_with_one_warning_each(capsys):
+    args = _parse(["evaluate", "a", "b", "--label", "1", "--gt-label", "1,2", "--csv", "m.csv"])
+    assert (args.label, args.gt_label, args.csv) == ((1,), (1, 2), "m.csv")
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: --label is deprecated; use --pred-label", "warning: --gt-label is deprecated; use --truth-label",
+        "warning: --csv is deprecated; use -o/--output"]
+
+
+def test_merge_scores_every_label_of_the_truth(tmp_path):
+    pred = _write(tmp_path / "p.nii.gz", _box())
+    truth = _box(value=2)          # the same box, as value 2
+    truth[0, 0, 0] = 5             # and one voxel of value 5
+    gt = _write(tmp_path / "g.nii.gz", truth)
+    merged, _ = evaluation.evaluate(pred, gt, gt_label="merge")
+    only_2, _ = evaluation.evaluate(pred, gt, gt_label="2")
+    assert only_2[0]["dice"] == 1.0 and merged[0]["dice"] < 1.0
+    assert merged[0]["gt_volume_ml"] > only_2[0]["gt_volume_ml"]

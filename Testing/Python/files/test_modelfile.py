@@ -15,7 +15,6 @@ from AttentionUNetSegmentLib.core.modelspec import FORMAT_VERSION, ModelSpec
 from AttentionUNetSegmentLib.core.network import build_network
 from AttentionUNetSegmentLib.files.modelfile import (
     default_model_path,
-    list_bundled_models,
     load_model,
     read_model_spec,
     save_model,
@@ -186,4 +185,3 @@ def test_default_model_location():
     assert path.name == "pancreas_phantom_attention_unet.pt"
     assert path.parent.name == "Models" and path.parent.parent.name == "Resources"
     assert (path.parents[2] / "pyproject.toml").exists()  # relative to the repository root
-    assert all(p.suffix == ".pt" for p in list_bundled_models())

@@ -12,7 +12,7 @@ import SimpleITK as sitk
 from AttentionUNetSegmentLib.core.errors import InputError
 from AttentionUNetSegmentLib.core.labels import PANCREAS
 from AttentionUNetSegmentLib.files.reading import check_ct_like, read_ct
-from AttentionUNetSegmentLib.files.segfile import write_labelmap_or_segmentation
+from AttentionUNetSegmentLib.service.export import write_labelmap
 from AttentionUNetSegmentLib.files.writing import (
     atomic_output,
     check_output_path,
@@ -343,15 +343,15 @@ def test_write_image_formats_with_companion_files(ct, tmp_path):
     assert "ITK_FileNotes" not in written.GetMetaDataKeys() or written.GetMetaData("ITK_FileNotes") == ""
 
 
-def test_write_labelmap_or_segmentation(real_labels_path, tmp_path):
+def test_write_labelmap_dispatches_on_the_extension(real_labels_path, tmp_path):
     labels = sitk.ReadImage(str(real_labels_path))
     pancreas = sitk.Cast(labels == 7, sitk.sitkInt32)  # pipeline may hand over any integer type
-    write_labelmap_or_segmentation(pancreas, tmp_path / "p.nii.gz", [PANCREAS])
+    write_labelmap(pancreas, tmp_path / "p.nii.gz", [PANCREAS])
     plain = sitk.ReadImage(str(tmp_path / "p.nii.gz"))
     assert plain.GetPixelID() == sitk.sitkUInt8
     assert int(sitk.GetArrayViewFromImage(plain).sum()) == 644
-    write_labelmap_or_segmentation(pancreas, tmp_path / "p.seg.nrrd", [PANCREAS])
+    write_labelmap(pancreas, tmp_path / "p.seg.nrrd", [PANCREAS])
     assert "Segment0_Name:=Pancreas" in (tmp_path / "p.seg.nrrd").read_bytes()[:4000].decode("latin-1")
     with pytest.raises(ValueError, match="uint8"):
-        write_labelmap_or_segmentation(pancreas * 300, tmp_path / "big.nii.gz", [PANCREAS])
+        write_labelmap(pancreas * 300, tmp_path / "big.nii.gz", [PANCREAS])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.nii.gz", "p.seg.nrrd"]

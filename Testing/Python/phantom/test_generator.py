@@ -265,7 +265,7 @@ def test_acquisition_draws_cover_the_required_ranges():
 
 def test_cli_writes_the_decathlon_layout_and_refuses_to_clobber(tmp_path, fast_cases, capsys):
     out = tmp_path / "phantoms"
-    args = ["phantom", str(out), "--cases", "2", "--seed", str(CLI_SEED), "--fast", "--all-organs"]
+    args = ["phantom", "-o", str(out), "--cases", "2", "--seed", str(CLI_SEED), "--fast", "--all-organs"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "phantom_000" in printed and "phantom_001" in printed and " mL" in printed
@@ -300,8 +300,10 @@ def test_cli_writes_the_decathlon_layout_and_refuses_to_clobber(tmp_path, fast_c
     assert "--overwrite" in capsys.readouterr().err
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
 
-    # --overwrite replaces the whole dataset: one pancreas-only case, the old second case gone.
+    # --overwrite replaces the whole dataset: one pancreas-only case, the old second case gone. (The
+    # folder given the old way, as a positional argument, still works, with a one-line warning.)
     assert main(["phantom", str(out), "--cases", "1", "--seed", str(CLI_SEED), "--fast", "--overwrite"]) == 0
+    assert capsys.readouterr().err == "warning: `phantom OUT_DIR` is deprecated; use `phantom -o OUT_DIR`\n"
     description = json.loads((out / "dataset.json").read_text())
     assert description["numTraining"] == 1 and description["labels"] == {"0": "background", "1": "pancreas"}
     assert sorted(p.name for p in (out / "labelsTr").iterdir()) == ["phantom_000.nii.gz"]
@@ -344,7 +346,7 @@ def test_cli_help_documents_every_option(capsys):
         main(["phantom", "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for option in ("OUT_DIR", "--cases", "--seed", "--all-organs", "--overwrite", "--fast", "--no-variation"):
+    for option in ("--output", "--cases", "--seed", "--all-organs", "--overwrite", "--fast", "--no-variation"):
         assert option in text
     assert "default: 10" in text and "default: 0" in text
 

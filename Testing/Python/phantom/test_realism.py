@@ -68,5 +68,5 @@ def test_realism_command_needs_the_data_folder(tmp_path, capsys):
     assert main(["realism", "--data", str(tmp_path / "missing"), "--phantoms", "1"]) == 2
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "missing" in error and "--data" in error
-    assert main(["realism", "--data", str(tmp_path), "--phantoms", "1", "--json", str(tmp_path / "no" / "x.json")]) == 2
+    assert main(["realism", "--data", str(tmp_path), "--phantoms", "1", "-o", str(tmp_path / "no" / "x.json")]) == 2
     assert "does not exist" in capsys.readouterr().err

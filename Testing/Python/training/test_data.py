@@ -162,8 +162,10 @@ def test_label_maps():
     assert apply_label_map(label, parse_label_map("1:1")).tolist() == [0, 1, 0, 0]
     mapping = parse_label_map("1:1,2:2")
     assert num_classes(mapping) == 3 and apply_label_map(label, mapping).tolist() == [0, 1, 2, 0]
-    for bad in ("1-1", "1:2", "x:1"):
-        with pytest.raises(InputError):
+    # One syntax with evaluate and figure: a value (list) is that structure as class 1.
+    assert parse_label_map("7") == {7: 1} and parse_label_map("2, 1") == {2: 1, 1: 1}
+    for bad in ("1-1", "1:2", "x:1", "1,2:1", "0", "", "1:1:1"):
+        with pytest.raises(InputError, match="--labels"):
             parse_label_map(bad)
 
 

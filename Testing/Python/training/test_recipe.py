@@ -59,13 +59,13 @@ def test_leave_one_out_models_never_train_on_their_test_case(tmp_path):
         evaluation = next(c for c in evaluations if c[1] == segment[3])
         assert Path(_option_values(evaluation, "--model")[0]).name == f"loo_{case}"   # "unseen"
     assert any("phantom_test4" in c[2] for c in evaluations)
-    assert {_option_values(c, "--gt-label")[0] for c in evaluations if "--gt-label" in c} == {"1", "7"}
+    assert {_option_values(c, "--truth-label")[0] for c in evaluations if "--truth-label" in c} == {"1", "7"}
 
 
 def test_gpu_variant_uses_the_paper_network_and_patch(tmp_path):
     trains = [c for c in _dry_run(tmp_path, "real-gpu", ARCHS="attention unet", MODELS="all")
               if c[0] == "train"]
-    assert {_option_values(c, "--arch")[0] for c in trains} == {"attention", "unet"}
+    assert {_option_values(c, "--arch")[0] for c in trains} == {"attention_unet3d", "unet3d"}
     for command in trains:
         assert _option_values(command, "--patch") == ["160,160,96"]
         assert "--widths" not in command and "--init-from" not in command   # default 16..256
@@ -95,11 +95,11 @@ def test_the_recipe_real_case_folders_are_valid_datasets(tmp_path):
 def test_context_phases_train_on_phantoms_only_and_score_every_real_case(tmp_path, mode):
     commands = _dry_run(tmp_path, mode)
     phantoms = [c for c in commands if c[0] == "phantom"]
-    assert [c[1] for c in phantoms] == [str(tmp_path / n) for n in
+    assert [_option_values(c, "-o")[0] for c in phantoms] == [str(tmp_path / n) for n in
                                         ("phantom_context", "phantom_test_vary", "phantom_test_novary")]
     assert "--all-organs" in phantoms[0] and "--no-variation" not in phantoms[0]
     trains = [c for c in commands if c[0] == "train"]
-    assert [_option_values(c, "--arch")[0] for c in trains] == ["attention", "unet"]   # + ablation
+    assert [_option_values(c, "--arch")[0] for c in trains] == ["attention_unet3d", "unet3d"]   # + ablation
     for command in trains:
         assert command[1] == str(tmp_path / "phantom_context")
         assert "--extra-dataset" not in command and "--init-from" not in command   # no real case
@@ -109,6 +109,6 @@ def test_context_phases_train_on_phantoms_only_and_score_every_real_case(tmp_pat
             _option_values(command, "--iterations-per-epoch")[0])
         if mode == "context-gpu":
             assert "--weights-bf16" in command and steps * 2 / 15 <= 9 * 60
-    scored = [c for c in commands if c[0] == "evaluate" and "--gt-label" in c]
+    scored = [c for c in commands if c[0] == "evaluate" and "--truth-label" in c]
     assert len(scored) == 2 * len(REAL) and all("--model" in c for c in scored)
-    assert {_option_values(c, "--gt-label")[0] for c in scored} == {"1", "7"}
+    assert {_option_values(c, "--truth-label")[0] for c in scored} == {"1", "7"}

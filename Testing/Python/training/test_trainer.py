@@ -18,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
 from dataclasses import replace
 from pathlib import Path
 
@@ -129,7 +130,7 @@ def test_resume_reproduces_an_uninterrupted_run(dataset, two_epochs, tmp_path):
 
     # Resuming with settings that define another model is refused.
     with pytest.raises(InputError, match="arch"):
-        train(replace(TINY, arch="unet", epochs=3), dataset, out, resume=True, progress=False)
+        train(replace(TINY, arch="unet3d", epochs=3), dataset, out, resume=True, progress=False)
 
 
 def test_model_file_records_every_learning_rate_phase(dataset, tmp_path):
@@ -160,6 +161,49 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@pytest.mark.parametrize("old, new, field, value", [
+    (["--arch", "unet"], ["--arch", "unet3d"], "arch", "unet3d"),
+    (["--arch", "attention"], ["--arch", "attention_unet3d"], "arch", "attention_unet3d"),
+    (["--label-map", "7"], ["--labels", "7"], "labels", "7"),
+    (["--domain-randomization"], ["--domain-randomisation"], "domain_randomisation", True),
+    (["--no-domain-randomization"], ["--no-domain-randomisation"], "domain_randomisation", False),
+])
+def test_old_train_spellings_work_with_one_warning(old, new, field, value, capsys):
+    parsed_old = _parser().parse_args(["train", "data", "-o", "m", *old])
+    warning = capsys.readouterr().err
+    parsed_new = _parser().parse_args(["train", "data", "-o", "m", *new])
+    assert getattr(parsed_old, field) == getattr(parsed_new, field) == value
+    assert warning.count("\n") == 1 and "deprecated" in warning and new[0] in warning
+    assert capsys.readouterr().err == ""
+    config = config_from_args(parsed_old)
+    assert {"arch": config.arch, "labels": config.labels,
+            "domain_randomisation": config.randomisation.enabled}[field] == value
+
+
+def test_checkpoints_of_the_old_arch_names_resume_under_the_new_ones():
+    assert TrainConfig.from_dict({**TrainConfig().to_dict(), "arch": "unet"}).arch == "unet3d"
+    assert TrainConfig().arch == "attention_unet3d"
+
+
+@pytest.mark.parametrize("kind", ["bar", "json", "none"])
+def test_train_progress_takes_the_choices_of_segment(kind, monkeypatch):
+    from AttentionUNetSegmentLib.cli import train as train_command
+    from AttentionUNetSegmentLib.service.contract import JsonProgress
+
+    given = {}
+
+    def fake_train(*args, progress, **kwargs):
+        given["progress"] = progress
+        return types.SimpleNamespace(model_path="m/model.pt")
+
+    monkeypatch.setattr(train_command, "train", fake_train)
+    args = _parser().parse_args(["train", "data", "-o", "m", "--progress", kind])
+    assert args.func(args) == 0
+    expected = {"bar": lambda p: p is True, "json": lambda p: isinstance(p, JsonProgress),
+                "none": lambda p: p is None}[kind]
+    assert expected(given["progress"])
+
+
 def test_cli_refuses_to_overwrite_and_parses_paper_patch_order(dataset, two_epochs):
     out, _ = two_epochs
     before = (out / "model.pt").stat().st_mtime_ns
@@ -170,11 +214,11 @@ def test_cli_refuses_to_overwrite_and_parses_paper_patch_order(dataset, two_epoc
     assert (out / "model.pt").stat().st_mtime_ns == before
 
     args = parser.parse_args(["train", str(dataset), "-o", "m", "--patch", "160,160,96",
-                              "--spacing", "2", "--labels", "1:1,2:1", "--arch", "unet",
+                              "--spacing", "2", "--labels", "1:1,2:1", "--arch", "unet3d",
                               "--flip-axes", "x"])
     config = config_from_args(args)
     assert config.patch_size_zyx == (96, 160, 160)          # x,y,z on the line, z,y,x inside
-    assert config.spacing_zyx == (2.0, 2.0, 2.0) and config.arch == "unet"
+    assert config.spacing_zyx == (2.0, 2.0, 2.0) and config.arch == "unet3d"
     assert config.labels == "1:1,2:1" and config.augmentation.flip_axes == ("x",)
     assert config.epochs == TrainConfig().epochs             # untouched options keep defaults
     args = parser.parse_args(["train", str(dataset), "-o", "m", "--patch", "100,100,100"])

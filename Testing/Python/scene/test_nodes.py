@@ -4,9 +4,6 @@ overlays on their own (coarser) grids, and `.seg.nrrd` written from the scene re
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -16,10 +13,8 @@ vtk = pytest.importorskip("vtk")
 
 from AttentionUNetSegmentLib.core.errors import InputError  # noqa: E402
 from AttentionUNetSegmentLib.core.labels import PANCREAS  # noqa: E402
-from AttentionUNetSegmentLib.slicer.results import SegmentationOutput  # noqa: E402
-from AttentionUNetSegmentLib.slicer.roles import MAX_GATE, SEGMENTATION_ROLE  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # also imported as slicer.<name>: see conftest.py
+from AttentionUNetSegmentLib.scene.results import SegmentationOutput  # noqa: E402
+from AttentionUNetSegmentLib.scene.roles import MAX_GATE, SEGMENTATION_ROLE  # noqa: E402
 from mrml_helpers import (  # noqa: E402
     DIRECTIONS,
     PANCREAS_RGB,

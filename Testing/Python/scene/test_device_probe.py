@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("slicer")
 
-from AttentionUNetSegmentLib.slicer import device_probe, processes  # noqa: E402
+from AttentionUNetSegmentLib.scene import device_probe, processes  # noqa: E402
 
 
 def test_device_probe_reports_torch_without_importing_it_here():

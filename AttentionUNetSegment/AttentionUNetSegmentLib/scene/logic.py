@@ -18,6 +18,7 @@ import SimpleITK as sitk
 import slicer
 
 from ..core.errors import InputError
+from ..core.options import DEFAULT_OVERLAP
 from . import display, nodes
 from .job import SegmentationJob
 from .results import SegmentationOutput, default_labels
@@ -72,7 +73,7 @@ class AttentionUNetSegmentSceneLogic:
         return self._segmentations_logic
 
     # -- jobs ------------------------------------------------------------------------------------
-    def create_job(self, volume_node, model_path=None, device="auto", overlap=0.5,
+    def create_job(self, volume_node, model_path=None, device="auto", overlap=DEFAULT_OVERLAP,
                    point_world_ras: Optional[Sequence[float]] = None, **job_kwargs) -> SegmentationJob:
         """A (not yet started) background job for `volume_node`; `point_world_ras` for click-to-segment."""
         image = volume_node_to_image(volume_node)

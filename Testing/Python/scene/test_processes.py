@@ -19,8 +19,8 @@ import SimpleITK as sitk
 
 slicer = pytest.importorskip("slicer")
 
-from AttentionUNetSegmentLib.slicer import processes  # noqa: E402
-from AttentionUNetSegmentLib.slicer.job import CANCELLED, RUNNING, SegmentationJob  # noqa: E402
+from AttentionUNetSegmentLib.scene import processes  # noqa: E402
+from AttentionUNetSegmentLib.scene.job import CANCELLED, RUNNING, SegmentationJob  # noqa: E402
 
 posix_only = pytest.mark.skipif(os.name == "nt", reason="drives real POSIX process groups")
 
@@ -157,7 +157,7 @@ def test_child_environment_is_utf8_unbuffered_with_the_lib_first():
     env = processes.child_environment({"PYTHONPATH": os.pathsep.join(["/a", "/b"]), "X": "1"}, "/lib")
     assert env["PYTHONPATH"].split(os.pathsep) == ["/lib", "/a", "/b"]
     assert env["PYTHONIOENCODING"] == "utf-8" and env["PYTHONUNBUFFERED"] == "1" and env["X"] == "1"
-    assert Path(processes.lib_parent_dir(), "AttentionUNetSegmentLib", "slicer", "processes.py").is_file()
+    assert Path(processes.lib_parent_dir(), "AttentionUNetSegmentLib", "scene", "processes.py").is_file()
 
 
 def test_inside_slicer_the_python_is_pythonslicer_or_a_clear_error(tmp_path, monkeypatch):

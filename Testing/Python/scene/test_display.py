@@ -4,9 +4,6 @@ an overlay on a coarse grid of its own landing in the right physical place."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -15,16 +12,15 @@ slicer = pytest.importorskip("slicer")
 vtk = pytest.importorskip("vtk")
 
 from AttentionUNetSegmentLib.core.labels import PANCREAS  # noqa: E402
-from AttentionUNetSegmentLib.slicer import display  # noqa: E402
-from AttentionUNetSegmentLib.slicer.results import SegmentationOutput  # noqa: E402
-from AttentionUNetSegmentLib.slicer.roles import (  # noqa: E402
+from AttentionUNetSegmentLib.scene import display  # noqa: E402
+from AttentionUNetSegmentLib.scene.results import SegmentationOutput  # noqa: E402
+from AttentionUNetSegmentLib.scene.roles import (  # noqa: E402
     DEFAULT_OPACITY,
     MAX_GATE,
     NO_OVERLAY,
     OVERLAY_LOWER_THRESHOLD,
 )
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # also imported as slicer.<name>: see conftest.py
 from mrml_helpers import (  # noqa: E402
     DIRECTIONS,
     INFERNO_MIDDLE,

@@ -3,9 +3,6 @@ oblique), the input checks, and which volumes count as CTs."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -14,9 +11,7 @@ slicer = pytest.importorskip("slicer")
 vtk = pytest.importorskip("vtk")
 
 from AttentionUNetSegmentLib.core.errors import InputError  # noqa: E402
-from AttentionUNetSegmentLib.slicer import volumes  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # also imported as slicer.<name>: see conftest.py
+from AttentionUNetSegmentLib.scene import volumes  # noqa: E402
 from mrml_helpers import DIRECTIONS, grid, ijk_to_ras, output_like, phantom_ct  # noqa: E402
 
 

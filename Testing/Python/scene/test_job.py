@@ -8,7 +8,6 @@ import os
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,12 +15,10 @@ import SimpleITK as sitk
 
 slicer = pytest.importorskip("slicer")
 
-from AttentionUNetSegmentLib.slicer import job as job_module  # noqa: E402
-from AttentionUNetSegmentLib.slicer import processes  # noqa: E402
-from AttentionUNetSegmentLib.slicer.job import FAILED, SUCCEEDED, SegmentationJob  # noqa: E402
-from AttentionUNetSegmentLib.slicer.results import INPUT_FILE, LABELS_FILE  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # also imported as slicer.<name>: see conftest.py
+from AttentionUNetSegmentLib.scene import job as job_module  # noqa: E402
+from AttentionUNetSegmentLib.scene import processes  # noqa: E402
+from AttentionUNetSegmentLib.scene.job import FAILED, SUCCEEDED, SegmentationJob  # noqa: E402
+from AttentionUNetSegmentLib.service.contract import INPUT_FILE, LABELS_FILE  # noqa: E402
 from mrml_helpers import export_segment  # noqa: E402
 
 

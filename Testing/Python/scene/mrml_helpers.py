@@ -13,9 +13,9 @@ import SimpleITK as sitk
 import slicer
 import vtk
 from AttentionUNetSegmentLib.core.labels import PANCREAS
-from AttentionUNetSegmentLib.slicer.logic import AttentionUNetSegmentSceneLogic
-from AttentionUNetSegmentLib.slicer.results import SegmentationOutput
-from AttentionUNetSegmentLib.slicer.volumes import image_to_volume_node
+from AttentionUNetSegmentLib.scene.logic import AttentionUNetSegmentSceneLogic
+from AttentionUNetSegmentLib.scene.results import SegmentationOutput
+from AttentionUNetSegmentLib.scene.volumes import image_to_volume_node
 
 PANCREAS_RGB = (249 / 255, 180 / 255, 111 / 255)
 # matplotlib's inferno at 1.0 and at 128/255 (8-bit): what the overlay must show.

@@ -1,7 +1,8 @@
 """The `segment` command in a background process: start, poll, cancel; no Qt, no torch here.
 
     SimpleITK image --write--> work folder/input.nrrd
-      --Popen--> python -m AttentionUNetSegmentLib segment ... (JSON progress lines on stderr)
+      --Popen--> python -m AttentionUNetSegmentLib segment ... (service.contract: flags, files,
+                 JSON progress lines on stderr, summary, exit codes)
       --reader thread--> progress under a lock; other lines queued
       --poll() (the GUI's QTimer)--> state, fraction, message; queued lines logged here
       --load_output_files--> SegmentationOutput
@@ -13,7 +14,6 @@ log model, which must only be touched from the GUI thread. Lines are queued and 
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import shutil
@@ -29,16 +29,11 @@ from typing import Optional, Sequence
 
 import SimpleITK as sitk
 
+from ..core.options import DEFAULT_OVERLAP
+from ..service.contract import ENGINE_MODULE, INPUT_FILE, JobSettings, read_progress_line, segment_arguments
 from . import processes
 from .failures import describe_failure
-from .results import (
-    ATTENTION_DIR,
-    INPUT_FILE,
-    LABELS_FILE,
-    SUMMARY_FILE,
-    SegmentationOutput,
-    load_output_files,
-)
+from .results import SegmentationOutput, load_output_files
 
 logger = logging.getLogger(__name__)
 
@@ -64,15 +59,13 @@ class SegmentationJob:
     raises PythonSlicerNotFound there when it is missing).
     """
 
-    def __init__(self, image: sitk.Image, model_path=None, device: str = "auto", overlap: float = 0.5,
+    def __init__(self, image: sitk.Image, model_path=None, device: str = "auto", overlap: float = DEFAULT_OVERLAP,
                  point_ras: Optional[Sequence[float]] = None, python_executable: Optional[str] = None,
                  work_root: Optional[str] = None, extra_args: Sequence[str] = (),
                  env: Optional[dict[str, str]] = None, kill_after_s: float = 1.0):
         self.image = image
-        self.model_path = str(model_path) if model_path else None
-        self.device = device
-        self.overlap = float(overlap)
-        self.point_ras = tuple(float(v) for v in point_ras) if point_ras is not None else None
+        self.settings = JobSettings(str(model_path) if model_path else None, device, overlap,
+                                    None if point_ras is None else tuple(point_ras))
         self.python_executable = python_executable or processes.python_executable()
         self.work_root = work_root
         self.extra_args = list(extra_args)
@@ -92,19 +85,10 @@ class SegmentationJob:
 
     # -- command ---------------------------------------------------------------------------
     def command(self) -> list[str]:
-        """The command line (paths inside `work_dir`)."""
+        """The command line (paths inside `work_dir`; flags and files: service.contract)."""
         folder = self.work_dir or Path("WORK")
-        args = [self.python_executable, "-m", "AttentionUNetSegmentLib", "segment",
-                str(folder / INPUT_FILE), "-o", str(folder / LABELS_FILE),
-                "--attention-dir", str(folder / ATTENTION_DIR), "--attention-format", "nrrd",
-                "--device", self.device, f"--overlap={self.overlap:g}",
-                "--progress", "json", "--summary-json", str(folder / SUMMARY_FILE)]
-        if self.model_path:
-            args += ["--model", self.model_path]
-        if self.point_ras is not None:
-            # "--point=..." so that a negative first coordinate is not taken for an option.
-            args.append("--point=" + ",".join(f"{v:.6g}" for v in self.point_ras))
-        return args + self.extra_args
+        return [self.python_executable, "-m", ENGINE_MODULE, "segment",
+                *segment_arguments(folder, self.settings), *self.extra_args]
 
     def environment(self) -> dict[str, str]:
         return processes.child_environment(self.env, processes.lib_parent_dir())
@@ -161,16 +145,11 @@ class SegmentationJob:
                 self._finish(FAILED, error=f"segmentation failed: {error}")
 
     def _handle_line(self, line: str) -> None:
-        if line.startswith("{"):
-            try:
-                record = json.loads(line)
-            except ValueError:
-                record = None
-            if isinstance(record, dict) and "fraction" in record:
-                with self._lock:
-                    self._fraction = min(max(float(record.get("fraction", 0.0)), 0.0), 1.0)
-                    self._message = str(record.get("message", ""))
-                return
+        progress = read_progress_line(line)
+        if progress is not None:
+            with self._lock:
+                self._fraction, self._message = progress
+            return
         if line.strip():
             with self._lock:
                 self.log_lines.append(line)

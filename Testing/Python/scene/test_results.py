@@ -10,13 +10,8 @@ import SimpleITK as sitk
 
 pytest.importorskip("slicer")
 
-from AttentionUNetSegmentLib.slicer.results import (  # noqa: E402
-    ATTENTION_DIR,
-    LABELS_FILE,
-    SUMMARY_FILE,
-    load_output_files,
-    run_segmentation_in_process,
-)
+from AttentionUNetSegmentLib.scene.results import load_output_files, run_segmentation_in_process  # noqa: E402
+from AttentionUNetSegmentLib.service.contract import ATTENTION_DIR, LABELS_FILE, SUMMARY_FILE  # noqa: E402
 
 
 def test_attention_files_keep_their_own_grid(tmp_path):

@@ -6,7 +6,6 @@ or its gate's own coarser grid with exact geometry): the scene places it in phys
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,11 +13,8 @@ from typing import Any, Callable, Optional, Sequence
 
 import SimpleITK as sitk
 
-#: Result files of the `segment` command inside a job's work folder.
-INPUT_FILE = "input.nrrd"
-LABELS_FILE = "labels.nrrd"
-ATTENTION_DIR = "attention"
-SUMMARY_FILE = "summary.json"
+from ..core.options import DEFAULT_OVERLAP, MAP_GRIDS
+from ..service.contract import ATTENTION_DIR, LABELS_FILE, SUMMARY_FILE, JobSettings, case_summary, read_summary
 
 
 @dataclass
@@ -40,9 +36,7 @@ def default_labels() -> list[dict[str, Any]]:
 def load_output_files(work_dir: os.PathLike | str) -> SegmentationOutput:
     """Read what `segment` wrote into a job folder (labels, attention_<gate>.nrrd, summary)."""
     folder = Path(work_dir)
-    summary: dict[str, Any] = {}
-    if (folder / SUMMARY_FILE).exists():
-        summary = json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8"))
+    summary = read_summary(folder / SUMMARY_FILE)
     labelmap = sitk.ReadImage(str(folder / LABELS_FILE))
     if labelmap.GetPixelID() != sitk.sitkUInt8:
         labelmap = sitk.Cast(labelmap, sitk.sitkUInt8)
@@ -53,34 +47,23 @@ def load_output_files(work_dir: os.PathLike | str) -> SegmentationOutput:
 
 
 def run_segmentation_in_process(image: sitk.Image, model_path: Optional[os.PathLike | str] = None,
-                                device: str = "auto", overlap: float = 0.5,
+                                device: str = "auto", overlap: float = DEFAULT_OVERLAP,
                                 point_ras: Optional[Sequence[float]] = None,
                                 progress: Optional[Callable[[float, str], None]] = None,
                                 cancel: Optional[Callable[[], bool]] = None,
-                                attention_grid: str = "model") -> SegmentationOutput:
-    """The same computation as `SegmentationJob`, synchronously in this process (imports torch).
+                                attention_grid: str = MAP_GRIDS[0]) -> SegmentationOutput:
+    """The same computation as `SegmentationJob`, synchronously in this process, through the same
+    service (imports torch). For scripts, benchmarks and tests; the GUI uses the background job so
+    Slicer stays usable (and never imports torch). `attention_grid`: "model" (each gate's own
+    grid, what the job's `segment` command writes) or "ct". The summary has the job's keys."""
+    from ..core.options import MapOptions, RegionOptions, SegmentationOptions, WindowOptions
+    from ..service.segmenter import load_segmentation_model, segment_image
 
-    For scripts, benchmarks and tests; the GUI uses the background job so Slicer stays usable
-    (and never imports torch). `attention_grid`: "model" (each gate's own grid, what the job's
-    `segment` command writes by default) or "ct"; ignored by a core without that option.
-    """
-    from ..core.pipeline import SegmentationOptions, segment_image
-    from ..files.modelfile import default_model_path, load_model
-
-    path = Path(model_path) if model_path else default_model_path()
-    model, spec = load_model(path, device="cpu")
-    fields = SegmentationOptions.__dataclass_fields__
-    grid_option = {"attention_grid": attention_grid} if "attention_grid" in fields else {}
-    options = SegmentationOptions(overlap=overlap, device=device, attention=True,
-                                  point_ras=tuple(point_ras) if point_ras is not None else None, **grid_option)
-    result = segment_image(image, model, spec, options, progress=progress, cancel=cancel)
-    summary = {
-        "labels": [label.to_dict() for label in result.labels],
-        "volume_ml": result.volume_ml(),
-        "seconds": dict(result.seconds),
-        "device": result.inference.device,
-        "precision": result.inference.precision,
-        "gates": sorted(result.attention),
-        "model": {"path": str(path), "architecture": spec.architecture, "description": spec.description},
-    }
+    settings = JobSettings(model_path, device, overlap, None if point_ras is None else tuple(point_ras))
+    model = load_segmentation_model(settings.model_path)
+    options = SegmentationOptions(WindowOptions(overlap=settings.overlap, device=settings.device),
+                                  RegionOptions(point_ras=settings.point_ras),
+                                  maps=MapOptions(attention=True, attention_grid=attention_grid))
+    result = segment_image(image, model, options, progress=progress, cancel=cancel)
+    summary = case_summary(None, result, model.path, model.spec, result.seconds)
     return SegmentationOutput(result.labelmap, dict(result.attention), summary["labels"], summary)

@@ -86,7 +86,7 @@ def child_environment(base: Optional[Mapping[str, str]] = None, python_path_firs
 
 def lib_parent_dir() -> str:
     """The folder that contains the AttentionUNetSegmentLib package (goes on PYTHONPATH)."""
-    return str(Path(__file__).resolve().parents[2])  # slicer/processes.py -> Lib -> its parent
+    return str(Path(__file__).resolve().parents[2])  # scene/processes.py -> Lib -> its parent
 
 
 def kill_process_tree(process: subprocess.Popen, force: bool = True) -> None:

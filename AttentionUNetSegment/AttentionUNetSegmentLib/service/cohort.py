@@ -2,13 +2,13 @@
 
     reader thread:  read + prepare case i+1   (SimpleITK; releases the GIL)
     this thread:    network on case i         (torch; releases the GIL)
-    writer thread:  finish + write case i-1   (restore, clean-up, files)
+    writer thread:  finish + export case i-1  (restore, clean-up, files)
 
 A case that fails (bad file, too small, unwritable output) gets its one-line error and the run
 goes on; the summary at the end gives cases ok / failed and cases per minute, and the exit code
-is non-zero if any case failed. Under torchrun (RANK / WORLD_SIZE in the environment) each rank
-takes every WORLD_SIZE-th case from RANK, on GPU LOCAL_RANK; no process group is needed since
-ranks share nothing but the file system.
+is EXIT_CASES_FAILED if any case failed. Under torchrun (RANK / WORLD_SIZE in the environment)
+each rank takes every WORLD_SIZE-th case from RANK, on GPU LOCAL_RANK; no process group is needed
+since ranks share nothing but the file system.
 """
 
 from __future__ import annotations
@@ -24,17 +24,11 @@ from pathlib import Path
 from typing import Optional
 
 from ..core.errors import InputError
-from .segment_common import (
-    Targets,
-    case_summary,
-    check_folder,
-    load_segmentation_model,
-    segmentation_options,
-    warn_if_empty,
-    write_outputs,
-)
-
-EXIT_SOME_FAILED = 2
+from ..core.options import SegmentationOptions
+from .contract import EXIT_CASES_FAILED, EXIT_OK, case_summary
+from .export import CohortFolders, export_prediction, plan_cohort_folders
+from .options import SegmentRequest
+from .segmenter import LoadedModel, load_segmentation_model, named_after, read_case, warn_if_empty
 
 
 @dataclass
@@ -45,6 +39,16 @@ class CohortReport:
     def fail(self, path: Path, message: str) -> None:
         print(f"error: {message}", file=sys.stderr)
         self.failed.append({"input": str(path), "error": message})
+
+
+@dataclass
+class _Run:
+    """What every case of one cohort shares."""
+
+    request: SegmentRequest
+    model: LoadedModel
+    options: SegmentationOptions
+    folders: CohortFolders
 
 
 def distributed_rank() -> tuple[int, int, Optional[int]]:
@@ -66,50 +70,23 @@ def _device_for_rank(requested: str, local_rank: Optional[int]) -> str:
     return f"cuda:{local_rank % torch.cuda.device_count()}"
 
 
-def _targets(case, args, output_dir: Path, probability_dir: Optional[Path], attention_dir: Optional[Path]) -> Targets:
-    return Targets(
-        labels=output_dir / f"{case.name}.{args.output_type}",
-        probabilities=None if probability_dir is None else probability_dir / f"{case.name}.nii.gz",
-        attention_dir=None if attention_dir is None else attention_dir / case.name,
-    )
-
-
-def _plan_folders(args):
-    """(output, probability, attention) folders, checked before any work; created now (cheap,
-    and a cohort writes case by case, so there is no all-or-nothing across cases)."""
-    if args.summary_json and not args.summary_json.lower().endswith(".json"):
-        raise InputError(args.summary_json, "has an unsupported output type; use .json")
-    folders = [check_folder(args.output, "-o (several CTs)")]
-    folders.append(check_folder(args.probabilities, "--probabilities (several CTs)") if args.probabilities else None)
-    folders.append(check_folder(args.attention_dir, "--attention-dir") if args.attention_dir else None)
-    for folder in folders:
-        if folder is not None:
-            folder.mkdir(exist_ok=True)
-    return folders
-
-
-def _read_and_prepare(case, model, spec, options):
+def _read_and_prepare(case, run: _Run):
     from ..core.pipeline import prepare
-    from ..files.reading import check_ct_like, read_ct
 
-    t0 = time.perf_counter()
-    image = read_ct(case.path)
-    read_seconds = time.perf_counter() - t0
-    for warning in check_ct_like(image, case.path):
-        print(f"warning: {warning}", file=sys.stderr)
-    prepared = prepare(image, model, spec, options)
+    image, read_seconds = read_case(case.path)
+    prepared = prepare(image, run.model.network, run.model.spec, run.options)
     prepared.seconds = {"read": read_seconds, **prepared.seconds}
     return prepared
 
 
-def _finish_and_write(case, prepared, inferred, model, spec, options, args, targets, model_path) -> dict:
+def _finish_and_export(case, prepared, inferred, run: _Run) -> dict:
     from ..core.pipeline import finish
 
-    result = finish(prepared, inferred, model, spec, options)
+    result = finish(prepared, inferred, run.model.network, run.model.spec, run.options)
     seconds = {k: v for k, v in result.seconds.items() if k != "total"}
-    summary = case_summary(case.path, result, model_path, spec, seconds)
-    seconds["write"] = write_outputs(result, targets, args)
-    seconds["total"] = sum(seconds.values())
+    summary = case_summary(case.path, result, run.model.path, run.model.spec, seconds)
+    targets = run.folders.targets(case.name, run.request.outputs)
+    export_prediction(result, targets, summary)
     warn_if_empty(case.path, summary["volume_ml"])
     described = ", ".join(f"{name} {ml:.1f} mL" for name, ml in summary["volume_ml"].items())
     print(f"{case.name}: {described}; wrote {targets.labels}", flush=True)
@@ -121,8 +98,7 @@ def _outcome(future: Future, case, report: CohortReport) -> Optional[object]:
     try:
         return future.result()
     except InputError as error:
-        shown = error if error.path is not None else InputError(case.path, error.problem)
-        report.fail(case.path, str(shown))
+        report.fail(case.path, str(named_after(error, case.path)))
     except Exception as error:  # noqa: BLE001 - a bug on one case must not stop the cohort
         traceback.print_exc()
         report.fail(case.path, f"{case.path}: unexpected failure ({type(error).__name__}: {error})")
@@ -137,59 +113,58 @@ def _collect(pending, report: CohortReport) -> None:
             report.ok.append(summary)
 
 
-def _run_cases(cases, args, model, spec, options, folders, model_path, report: CohortReport) -> None:
+def _run_cases(cases, run: _Run, report: CohortReport) -> None:
     """The three-stage overlap of the module docstring; at most one case waits in each stage,
     so memory holds three cases at most, whatever the cohort's size."""
     from ..core.pipeline import infer
 
     with ThreadPoolExecutor(1, "read") as reader, ThreadPoolExecutor(1, "write") as writer:
-        prepared_next = reader.submit(_read_and_prepare, cases[0], model, spec, options) if cases else None
-        pending = None  # (case, future) being finished and written
+        prepared_next = reader.submit(_read_and_prepare, cases[0], run) if cases else None
+        pending = None  # (case, future) being finished and exported
         for index, case in enumerate(cases):
             prepared_future = prepared_next
             if index + 1 < len(cases):
-                prepared_next = reader.submit(_read_and_prepare, cases[index + 1], model, spec, options)
+                prepared_next = reader.submit(_read_and_prepare, cases[index + 1], run)
             prepared = _outcome(prepared_future, case, report)
             if prepared is None:
                 continue
             try:
-                inferred = infer(prepared, model, spec, options)
+                inferred = infer(prepared, run.model.network, run.model.spec, run.options)
             except Exception as error:  # noqa: BLE001 - recorded by _outcome like any failure
                 failed = Future()
                 failed.set_exception(error)
                 _outcome(failed, case, report)
                 continue
             _collect(pending, report)
-            targets = _targets(case, args, *folders)
-            pending = (case, writer.submit(_finish_and_write, case, prepared, inferred, model, spec,
-                                           options, args, targets, model_path))
+            pending = (case, writer.submit(_finish_and_export, case, prepared, inferred, run))
         _collect(pending, report)
 
 
-def run_cohort(args, cases) -> int:
-    rank, world, local_rank = distributed_rank()
+def run_cohort(request: SegmentRequest, cases) -> int:
+    """Segment and export every case of this rank's share; returns the exit code."""
     from ..files.cases import shard
 
-    if args.point is not None:
+    rank, world, local_rank = distributed_rank()
+    if request.region.point_ras is not None:
         raise InputError(None, "--point names one place in one CT; it cannot be used with several CTs")
-    folders = _plan_folders(args)
+    folders = plan_cohort_folders(request.outputs)
     mine = shard(cases, rank, world)
     t0 = time.perf_counter()
-    model, spec, model_path = load_segmentation_model(args)
-    options = segmentation_options(args, device=_device_for_rank(args.device, local_rank))
+    model = load_segmentation_model(request.model)
+    options = request.segmentation_options(device=_device_for_rank(request.window.device, local_rank))
     report = CohortReport()
-    _run_cases(mine, args, model, spec, options, folders, model_path, report)
+    _run_cases(mine, _Run(request, model, options, folders), report)
     minutes = (time.perf_counter() - t0) / 60.0
     per_minute = len(report.ok) / minutes if minutes > 0 else 0.0
     where = f" (rank {rank} of {world})" if world > 1 else ""
     print(f"cohort{where}: {len(report.ok)} ok, {len(report.failed)} failed of {len(mine)} cases; "
-          f"{per_minute:.2f} cases per minute", file=sys.stderr if args.progress == "json" else sys.stdout)
-    if args.summary_json:
-        _write_cohort_summary(args.summary_json, rank, world, report, per_minute, minutes)
-    return EXIT_SOME_FAILED if report.failed else 0
+          f"{per_minute:.2f} cases per minute", file=sys.stderr if request.progress == "json" else sys.stdout)
+    if request.outputs.summary is not None:
+        _write_cohort_summary(request.outputs.summary, rank, world, report, per_minute, minutes)
+    return EXIT_CASES_FAILED if report.failed else EXIT_OK
 
 
-def _write_cohort_summary(path: str, rank: int, world: int, report: CohortReport, per_minute: float,
+def _write_cohort_summary(path: Path, rank: int, world: int, report: CohortReport, per_minute: float,
                           minutes: float) -> None:
     from ..files.writing import atomic_output
 

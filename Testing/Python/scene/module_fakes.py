@@ -234,7 +234,7 @@ def _fake_scripted_loadable_module(mrml, state):
 
 def load_module_file(mrml, temporary_path: str, stack: contextlib.ExitStack, python_executable: str = sys.executable):
     """Import AttentionUNetSegment.py with the fakes in place (undone when `stack` closes)."""
-    from AttentionUNetSegmentLib.slicer import processes
+    from AttentionUNetSegmentLib.scene import processes
 
     state = FakeState(errors=[], confirmations=[], answer=True, restart_answer=False, restarted=False,
                       folder_answer="", messages=[])

@@ -46,8 +46,8 @@ def small_ct(real_ct_path) -> sitk.Image:
 def finished_job(small_ct, tiny_model_path, tmp_path_factory):
     """One successful background job; the result files are read before the work folder goes."""
     pytest.importorskip("slicer")
-    from AttentionUNetSegmentLib.slicer.job import SUCCEEDED, SegmentationJob
-    from AttentionUNetSegmentLib.slicer.results import ATTENTION_DIR, LABELS_FILE
+    from AttentionUNetSegmentLib.scene.job import SUCCEEDED, SegmentationJob
+    from AttentionUNetSegmentLib.service.contract import ATTENTION_DIR, LABELS_FILE
 
     work_root = tmp_path_factory.mktemp("jobs")
     job = SegmentationJob(small_ct, model_path=tiny_model_path, device="cpu", overlap=0.0,

@@ -8,22 +8,20 @@ import subprocess
 import sys
 import types
 from importlib import metadata
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("slicer")
 
-from AttentionUNetSegmentLib.slicer import processes, pytorch_install  # noqa: E402
+from AttentionUNetSegmentLib.scene import processes, pytorch_install  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # also imported as slicer.<name>: see conftest.py
 from torch_blocker import write_torch_blocker  # noqa: E402
 
 
 def test_torch_is_found_without_being_imported(tmp_path, monkeypatch):
     assert pytorch_install.torch_found_here()
     assert pytorch_install.torch_found_in(sys.executable)
-    code = ("import sys; from AttentionUNetSegmentLib.slicer import pytorch_install as p; "
+    code = ("import sys; from AttentionUNetSegmentLib.scene import pytorch_install as p; "
             "print(p.torch_found_here(), 'torch' in sys.modules)")
     env = {**os.environ, "PYTHONPATH": processes.lib_parent_dir()}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)

@@ -22,11 +22,10 @@ import pytest
 slicer = pytest.importorskip("slicer")
 vtk = pytest.importorskip("vtk")
 
-from AttentionUNetSegmentLib.slicer import device_probe, processes  # noqa: E402
-from AttentionUNetSegmentLib.slicer.job import CANCELLED  # noqa: E402
-from AttentionUNetSegmentLib.slicer.roles import MAX_GATE, NO_OVERLAY  # noqa: E402
-from AttentionUNetSegmentLib.slicer.selftest import SKIP_MESSAGE  # noqa: E402
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # also imported as slicer.<name>: see conftest.py
+from AttentionUNetSegmentLib.scene import device_probe, processes  # noqa: E402
+from AttentionUNetSegmentLib.scene.job import CANCELLED  # noqa: E402
+from AttentionUNetSegmentLib.scene.roles import MAX_GATE, NO_OVERLAY  # noqa: E402
+from AttentionUNetSegmentLib.scene.selftest import SKIP_MESSAGE  # noqa: E402
 from module_fakes import UI_FILE, FakeTimer, load_module_file, run_pending_single_shots  # noqa: E402
 from torch_blocker import write_torch_blocker  # noqa: E402
 

@@ -1,6 +1,6 @@
 """A failed `segment` process gives the user one line, never a traceback."""
 
-from AttentionUNetSegmentLib.slicer.failures import describe_failure
+from AttentionUNetSegmentLib.scene.failures import describe_failure
 
 
 def test_failure_messages_are_one_clear_line():
