@@ -67,3 +67,19 @@ def empty_model_path(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("model") / "finds_nothing.pt"
     save_model(path, model, spec)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_click_model_path(tmp_path_factory) -> Path:
+    """A tiny randomly initialised click-conditioned model file (4 input channels, 32^3 windows)."""
+    from AttentionUNetSegmentLib.files.modelfile import save_model
+    from AttentionUNetSegmentLib.training.interactive import (
+        InteractiveTrainConfig, build_interactive_network, interactive_spec)
+
+    config = InteractiveTrainConfig(widths=(4, 8, 16, 32, 64), window_zyx=(32, 32, 32))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        network = build_interactive_network(config)
+    path = tmp_path_factory.mktemp("model") / "tiny_click.pt"
+    save_model(path, network, interactive_spec(config, {"note": "random weights, never trained"}))
+    return path

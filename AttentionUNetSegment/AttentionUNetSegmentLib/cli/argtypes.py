@@ -76,6 +76,18 @@ def ras_point(text: str) -> tuple[float, float, float]:
     return values  # type: ignore[return-value]
 
 
+class ClickAction(argparse.Action):
+    """`--point` (include) and `--exclude-point` (exclude), repeatable, into one list `clicks` in
+    the order they stand on the command line: the order of the clicks."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from ..core.options import Click
+
+        clicks = list(getattr(namespace, self.dest, None) or [])
+        clicks.append(Click(values, include=self.const))
+        setattr(namespace, self.dest, clicks)
+
+
 def overlap(text: str) -> float:
     try:
         return check_overlap(float(text))
@@ -122,7 +134,7 @@ def deprecated(parser: argparse.ArgumentParser, old: str, new: str, **kwargs) ->
 #: A value that is numbers separated by commas, possibly negative: "-12.5,30,4".
 _NUMBERS = re.compile(r"^-\d*\.?\d+(?:[eE][-+]?\d+)?(?:,\s*-?\d*\.?\d+(?:[eE][-+]?\d+)?)*$")
 #: Options whose value may start with a minus sign.
-NEGATIVE_VALUE_OPTIONS = ("--point",)
+NEGATIVE_VALUE_OPTIONS = ("--point", "--exclude-point")
 
 
 def join_negative_values(argv: Sequence[str]) -> list[str]:

@@ -13,7 +13,7 @@ from typing import Optional
 from ..core.options import DEFAULT_ROI_SIZE_MM, MAP_GRIDS, CleanupOptions, RegionOptions, WindowOptions
 from ..files.formats import LABELMAP_TYPES, MAP_TYPES
 from ..service.options import COHORT_RULE, OutputOptions, SegmentRequest
-from .argtypes import add_progress_argument, add_window_arguments, ras_point
+from .argtypes import ClickAction, add_progress_argument, add_window_arguments, ras_point
 
 
 def add_segment_parser(subparsers) -> None:
@@ -55,11 +55,17 @@ def add_segment_parser(subparsers) -> None:
     p.add_argument("--model", metavar="MODEL",
                    help="model file (.pt) or model folder (containing model.pt); default: the bundled model")
     add_window_arguments(p)
-    p.add_argument("--point", type=ras_point, metavar="R,A,S",
-                   help="click-to-segment: a RAS point in mm (as Slicer shows it, e.g. -12.5,30,4) on the "
-                   "pancreas; only the region around it is segmented and the component at the point is kept")
+    p.add_argument("--point", dest="clicks", action=ClickAction, const=True, type=ras_point, metavar="R,A,S",
+                   help="an include click: a RAS point in mm (as Slicer shows it, e.g. -12.5,30,4) on the "
+                   "structure; repeatable. With no --model the bundled click-conditioned model segments "
+                   "the structure the clicks point at (its region grows until the object is whole); a "
+                   "model without click channels takes one --point and segments the cube around it")
+    p.add_argument("--exclude-point", dest="clicks", action=ClickAction, const=False, type=ras_point,
+                   metavar="R,A,S", help="an exclude click (\"not this\"), repeatable; --point and --exclude-point "
+                   "are clicks in the order they are given, and the result equals clicking them one by one")
     p.add_argument("--roi-size", type=float, default=DEFAULT_ROI_SIZE_MM, metavar="MM",
-                   help=f"edge of the cube around --point that is segmented, in mm (default: {DEFAULT_ROI_SIZE_MM:g})")
+                   help="edge of the cube around --point segmented by a model without click channels, "
+                   f"in mm (default: {DEFAULT_ROI_SIZE_MM:g})")
     p.add_argument("--no-largest-component", action="store_true",
                    help="keep every connected component, not only the largest")
     p.add_argument("--no-fill-holes", action="store_true", help="do not fill enclosed holes")
@@ -85,7 +91,7 @@ def request_from_args(args: argparse.Namespace) -> SegmentRequest:
         inputs=tuple(Path(ct) for ct in args.ct), outputs=outputs, model=_path(args.model),
         window=WindowOptions(overlap=args.overlap, batch_size=args.batch_size, device=args.device,
                              precision=args.precision),
-        region=RegionOptions(point_ras=args.point, roi_size_mm=args.roi_size),
+        region=RegionOptions(clicks=tuple(args.clicks or ()), roi_size_mm=args.roi_size),
         cleanup=CleanupOptions(keep_largest=not args.no_largest_component, fill_holes=not args.no_fill_holes),
         progress=args.progress)
 

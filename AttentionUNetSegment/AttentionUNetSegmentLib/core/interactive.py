@@ -31,32 +31,13 @@ from .fusion import folded_for_inference
 from .geometry import coarse_grid, ras_to_lps
 from .inference import InferenceOptions, InferenceResult, sliding_window_predict
 from .modelspec import ModelSpec
+from .options import Click, ClickRegionOptions, MapOptions, WindowOptions
 from .pipeline import SegmentationResult
 from .postprocessing import components_at_points, components_overlapping, fill_holes
 from .preprocessing import preprocess
 from .prompts import ClickEncoding, network_input
 from .restore import box_slices as ct_box_slices
 from .restore import foreground_box, restore_box
-
-
-@dataclass(frozen=True)
-class InteractiveOptions:
-    device: str = "auto"
-    precision: str = "auto"
-    batch_size: int = 2
-    # Windows of a grown region share this fraction: 0.25 covers 1.5 windows with 2 of them.
-    overlap: float = 0.25
-    margin_voxels: int = 8  # context around the clicks and the mask (16 mm at 2 mm)
-    max_grow: int = 3  # AutoZoom: how often the region may grow after one click
-    cap_windows: float = 2.5  # ... up to this many windows along each axis
-    attention: bool = True
-    probabilities: bool = False
-
-
-@dataclass(frozen=True)
-class Click:
-    point_ras: tuple[float, float, float]
-    include: bool
 
 
 @dataclass
@@ -81,12 +62,15 @@ class InteractiveSession:
     """One CT and one click-conditioned model; see the module docstring."""
 
     def __init__(self, image: sitk.Image, model: torch.nn.Module, spec: ModelSpec,
-                 options: Optional[InteractiveOptions] = None):
+                 window: Optional[WindowOptions] = None, maps: Optional[MapOptions] = None,
+                 region: Optional[ClickRegionOptions] = None):
         if not spec.interactive:
             raise InputError(None, "this model has no click channels; it segments without clicks")
         # Folded once here, not on every click (a copy: 0.17 s per click measured on the CPU).
         self.image, self.model, self.spec = image, folded_for_inference(model), spec
-        self.options = options or InteractiveOptions()
+        self.window_options = window or WindowOptions()
+        self.maps = maps or MapOptions()
+        self.region_options = region or ClickRegionOptions()
         self.encoding = ClickEncoding.from_dict(spec.prompts)
         t0 = time.perf_counter()
         pre = preprocess(image, spec.spacing_zyx, spec.intensity)
@@ -94,7 +78,7 @@ class InteractiveSession:
         self.preprocess_seconds = time.perf_counter() - t0
         self.shape = tuple(self.array.shape)
         self.window = tuple(int(v) for v in spec.patch_size_zyx)
-        self.cap = tuple(max(w, int(w * self.options.cap_windows)) for w in self.window)
+        self.cap = tuple(max(w, int(w * self.region_options.cap_windows)) for w in self.window)
         self.history: list[_State] = []
         self._start_mask: Optional[np.ndarray] = None
 
@@ -110,7 +94,7 @@ class InteractiveSession:
 
     def add_click(self, point_ras: Sequence[float], include: bool = True) -> SegmentationResult:
         """Segment after one more click; InputError for a point outside the CT."""
-        click = Click(tuple(float(v) for v in point_ras), bool(include))  # type: ignore[arg-type]
+        click = Click(tuple(point_ras), include)  # type: ignore[arg-type]
         self._model_index(click)  # checks that the point lies in the CT
         clicks = self.clicks + (click,)
         if not any(c.include for c in clicks) and self.mask is None:
@@ -162,16 +146,16 @@ class InteractiveSession:
         t0 = time.perf_counter()
         include = [self._model_index(c) for c in clicks if c.include]
         exclude = [self._model_index(c) for c in clicks if not c.include]
-        region = region_for(self.shape, self.window, include, previous, self.options.margin_voxels, self.cap)
+        region = region_for(self.shape, self.window, include, previous, self.region_options.margin_voxels, self.cap)
         windows = 0
-        for attempt in range(self.options.max_grow + 1):
+        for attempt in range(self.region_options.max_grow + 1):
             prediction = self._predict(region, include, exclude, previous)
             windows += prediction.inference.windows
             start = np.asarray(region[0])
             kept = self._kept(prediction.probability > 0.5, [p - start for p in include], region)
             sides = touching_sides(kept, region, self.shape)
             bigger = grown(region, sides, [w // 2 for w in self.window], self.shape, self.cap)
-            if not sides or attempt == self.options.max_grow or bigger == region:
+            if not sides or attempt == self.region_options.max_grow or bigger == region:
                 break
             region = bigger
         network_seconds = time.perf_counter() - t0
@@ -214,10 +198,11 @@ class InteractiveSession:
         previous_crop = None if previous is None else previous[box_slices(region)]
         inputs = network_input(crop, [p - start for p in include], [p - start for p in exclude],
                                previous_crop, self.encoding)  # (4, z, y, x)
+        window = self.window_options
         options = InferenceOptions(
-            patch_size_zyx=self.window, overlap=self.options.overlap, batch_size=self.options.batch_size,
-            device=self.options.device, precision=self.options.precision,
-            return_attention=self.options.attention, cpu_bf16_validated=model_allows_cpu_bf16(self.spec.training))
+            patch_size_zyx=self.window, overlap=self.region_options.overlap, batch_size=window.batch_size,
+            device=window.device, precision=window.precision, return_attention=self.maps.attention,
+            cpu_bf16_validated=model_allows_cpu_bf16(self.spec.training))
         inferred = sliding_window_predict(self.model, inputs, options)
         logits = torch.from_numpy(inferred.logits)  # (2, z, y, x)
         probability = torch.sigmoid(logits[1] - logits[0]).numpy()
@@ -258,7 +243,7 @@ class InteractiveSession:
         return images
 
     def _probability_image(self, probability: np.ndarray) -> Optional[sitk.Image]:
-        if not self.options.probabilities:
+        if not self.maps.probabilities:
             return None
         image = sitk.GetImageFromArray(probability)
         image.CopyInformation(self.grid)

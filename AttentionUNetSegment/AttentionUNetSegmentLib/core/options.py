@@ -2,7 +2,9 @@
 once, here.
 
     WindowOptions   how the sliding window runs: overlap, windows per batch, device, precision
-    RegionOptions   where: the whole CT, or a cube around a clicked point
+    RegionOptions   where: the whole CT, or the user's clicks (a cube around one click for a
+                    model without click channels)
+    ClickRegionOptions  the region a click-conditioned network runs on, and how it grows
     CleanupOptions  which connected components and holes survive
     MapOptions      which maps are computed besides the labels, and on which grid
     SegmentationOptions  the four together (core.pipeline's input)
@@ -71,21 +73,68 @@ class WindowOptions:
         check_choice("precision", self.precision, PRECISIONS)
 
 
+def check_point(point) -> Point:
+    values = tuple(float(v) for v in point)
+    if len(values) != 3 or not all(math.isfinite(v) for v in values):
+        raise InputError(None, f"a point is three finite numbers R,A,S; got {point!r}")
+    return values  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Click:
+    """One click of the user, in Slicer's RAS millimetres: include ("this is it") or exclude."""
+
+    point_ras: Point
+    include: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "point_ras", check_point(self.point_ras))
+        object.__setattr__(self, "include", bool(self.include))
+
+
 @dataclass(frozen=True)
 class RegionOptions:
-    """The whole CT, or (click-to-segment) a cube around a point in Slicer's RAS millimetres."""
+    """The whole CT, or where the user clicked, in order (Slicer's RAS millimetres).
+
+    A click-conditioned model takes every click (core.interactive). A model without click
+    channels takes one include click: the cube of `roi_size_mm` around it is segmented and the
+    component at the point kept. `point_ras` is the first click's point; giving only it means
+    one include click there.
+    """
 
     point_ras: Optional[Point] = None
     roi_size_mm: float = DEFAULT_ROI_SIZE_MM
+    clicks: tuple[Click, ...] = ()
 
     def __post_init__(self) -> None:
+        clicks = tuple(c if isinstance(c, Click) else Click(*c) for c in self.clicks)
         if self.point_ras is not None:
-            point = tuple(float(v) for v in self.point_ras)
-            if len(point) != 3 or not all(math.isfinite(v) for v in point):
-                raise InputError(None, f"a point is three finite numbers R,A,S; got {self.point_ras!r}")
-            object.__setattr__(self, "point_ras", point)
+            first = Click(self.point_ras)
+            if clicks and clicks[0].point_ras != first.point_ras:
+                raise InputError(None, "point_ras must be the first click's point")
+            clicks = clicks or (first,)
+        object.__setattr__(self, "clicks", clicks)
+        object.__setattr__(self, "point_ras", clicks[0].point_ras if clicks else None)
         if not float(self.roi_size_mm) > 0:
             raise InputError(None, f"the region size must be positive, got {self.roi_size_mm} mm")
+
+
+@dataclass(frozen=True)
+class ClickRegionOptions:
+    """Where a click-conditioned network runs after each click (core.click_region): the clicks
+    and the current mask with a margin, grown where the object touches the region's side."""
+
+    margin_voxels: int = 8      # context around the clicks and the mask (16 mm at 2 mm)
+    max_grow: int = 3           # AutoZoom: how often the region may grow after one click
+    cap_windows: float = 2.5    # ... up to this many windows along each axis
+    # The windows of a grown region share this fraction (not --overlap: a region 1.5 windows
+    # wide takes 2 windows at 0.25 but 3 at 0.5, and a click must answer within a second).
+    overlap: float = 0.25
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "overlap", check_overlap(self.overlap))
+        if int(self.margin_voxels) < 0 or int(self.max_grow) < 0 or not float(self.cap_windows) >= 1.0:
+            raise InputError(None, "the click region needs margin >= 0, growth steps >= 0 and a cap >= 1 window")
 
 
 @dataclass(frozen=True)

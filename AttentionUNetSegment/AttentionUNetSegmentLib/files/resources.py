@@ -11,8 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-#: The bundled default model's file name in Resources/Models.
+#: The bundled default model's file name in Resources/Models: segments without clicks.
 DEFAULT_MODEL_NAME = "pancreas_phantom_attention_unet.pt"
+#: The bundled click-conditioned model: what clicks use when no model is named.
+CLICK_MODEL_NAME = "click_attention_unet.pt"
 _LIB = Path(__file__).resolve().parents[1]  # files/resources.py -> AttentionUNetSegmentLib
 
 
@@ -22,9 +24,10 @@ def resources_folder(lib_dir: Path = _LIB) -> Path:
     return next((folder for folder in candidates if folder.is_dir()), candidates[-1])
 
 
-def default_model_path(resources: Optional[Path] = None) -> Path:
-    """Resources/Models/pancreas_phantom_attention_unet.pt (it may be missing: callers say so)."""
-    return (resources or resources_folder()) / "Models" / DEFAULT_MODEL_NAME
+def default_model_path(resources: Optional[Path] = None, clicks: bool = False) -> Path:
+    """The bundled model for a run without clicks (pancreas_phantom_attention_unet.pt) or with
+    them (click_attention_unet.pt); it may be missing: callers say so."""
+    return (resources or resources_folder()) / "Models" / (CLICK_MODEL_NAME if clicks else DEFAULT_MODEL_NAME)
 
 
 def bundled_model_paths(resources: Optional[Path] = None) -> list[Path]:

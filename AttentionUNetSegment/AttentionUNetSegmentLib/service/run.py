@@ -23,7 +23,7 @@ def _run_single(request: SegmentRequest) -> int:
     ct_path = request.inputs[0]
     targets = plan_case_targets(request.outputs, ct_path)
     t0 = time.perf_counter()
-    model = load_segmentation_model(request.model)
+    model = load_segmentation_model(request.model, clicks=bool(request.region.clicks))
     summary = segment_file(ct_path, targets, model, request.segmentation_options(),
                            progress=make_progress(request.progress))
     described = ", ".join(f"{name} {ml:.1f} mL" for name, ml in summary["volume_ml"].items())

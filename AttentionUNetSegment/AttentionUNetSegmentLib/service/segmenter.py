@@ -37,13 +37,15 @@ class LoadedModel:
     path: Path
 
 
-def load_segmentation_model(path: Optional[PathLike] = None) -> LoadedModel:
-    """The model file or folder at `path`, or (None) the bundled default model."""
-    from ..files.modelfile import default_model_path, load_model
+def load_segmentation_model(path: Optional[PathLike] = None, clicks: bool = False) -> LoadedModel:
+    """The model file or folder at `path`, or (None) the bundled model for a run without clicks
+    or, with `clicks`, the bundled click-conditioned model."""
+    from ..files.modelfile import load_model
+    from ..files.resources import default_model_path
 
-    model_path = Path(path) if path else default_model_path()
+    model_path = Path(path) if path else default_model_path(clicks=clicks)
     if path is None and not model_path.exists():
-        raise InputError(model_path, "bundled default model is missing; pass --model MODEL")
+        raise InputError(model_path, "bundled model is missing; reinstall, or pass --model MODEL")
     network, spec = load_model(model_path)
     return LoadedModel(network, spec, model_path)
 
@@ -51,10 +53,18 @@ def load_segmentation_model(path: Optional[PathLike] = None) -> LoadedModel:
 def segment_image(image: sitk.Image, model: LoadedModel, options: Optional[SegmentationOptions] = None,
                   progress: Optional[ProgressCallback] = None,
                   cancel: Optional[CancelCallback] = None) -> SegmentationResult:
-    """A CT in memory (HU, any orientation) -> labels on its grid and the maps asked for."""
-    from ..core.pipeline import segment_image as run_pipeline
+    """A CT in memory (HU, any orientation) -> labels on its grid and the maps asked for.
 
-    return run_pipeline(image, model.network, model.spec, options or SegmentationOptions(), progress, cancel)
+    A click-conditioned model answers every click in order (clicks.py); a model without click
+    channels segments the whole CT, or the cube around one include click."""
+    from ..core.pipeline import segment_image as run_pipeline
+    from .clicks import check_clicks_suit, segment_with_clicks
+
+    options = options or SegmentationOptions()
+    check_clicks_suit(model.spec, options.region.clicks)
+    if model.spec.interactive:
+        return segment_with_clicks(image, model, options, progress, cancel)
+    return run_pipeline(image, model.network, model.spec, options, progress, cancel)
 
 
 def read_case(ct_path: Path) -> tuple[sitk.Image, float]:

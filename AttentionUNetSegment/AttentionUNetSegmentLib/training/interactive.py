@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 
 from ..core.errors import InputError
-from ..core.labels import LabelInfo
+from ..core.labels import PANCREAS
 from ..core.modelspec import FORMAT_VERSION, ModelSpec
 from ..core.network import build_network
 from ..core.preprocessing import IntensitySpec
@@ -43,7 +43,7 @@ from .schedule import seed_of
 
 MODEL_FILE, CHECKPOINT_FILE, LOG_FILE = "model.pt", "checkpoint.pt", "training_log.csv"
 #: What the model segments: whatever structure the clicks point at, written as label 1.
-STRUCTURE = LabelInfo(1, "Clicked structure", (249 / 255, 180 / 255, 111 / 255))
+STRUCTURE = PANCREAS  # the product segments the pancreas; the model follows whatever is clicked
 
 
 @dataclass
@@ -207,13 +207,14 @@ def protocol_validator(cases: Sequence[tuple], clicks: int, device: str = "cpu",
                        report_clicks: Sequence[int] = (1, 3, 5)) -> Callable[[nn.Module, ModelSpec], dict]:
     """validate(network, spec) -> {"dice@k": mean Dice after k clicks}: the simulated-user
     protocol on whole CTs, through the inference code path. `cases`: (CT, truth mask) images."""
-    from ..core.interactive import InteractiveOptions, InteractiveSession
+    from ..core.interactive import InteractiveSession
+    from ..core.options import MapOptions, WindowOptions
     from ..evaluation.interactive import simulate_user
 
     def validate(network: nn.Module, spec: ModelSpec) -> dict:
         per_click = np.zeros(clicks)
         for ct, truth in cases:
-            session = InteractiveSession(ct, network, spec, InteractiveOptions(device=device, attention=False))
+            session = InteractiveSession(ct, network, spec, WindowOptions(device=device), MapOptions(attention=False))
             scores = simulate_user(lambda point, include: session.add_click(point, include).labelmap, truth, clicks)
             per_click += [score.dice for score in scores]
         per_click /= max(len(cases), 1)

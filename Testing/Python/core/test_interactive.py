@@ -11,11 +11,15 @@ import torch
 import torch.nn.functional as F
 
 from AttentionUNetSegmentLib.core.errors import InputError
-from AttentionUNetSegmentLib.core.interactive import Click, InteractiveOptions, InteractiveSession
+from AttentionUNetSegmentLib.core.interactive import InteractiveSession
+from AttentionUNetSegmentLib.core.options import Click, ClickRegionOptions, MapOptions, WindowOptions
 from AttentionUNetSegmentLib.core.labels import PANCREAS
 from AttentionUNetSegmentLib.core.modelspec import FORMAT_VERSION, ModelSpec
 from AttentionUNetSegmentLib.core.preprocessing import IntensitySpec
 from AttentionUNetSegmentLib.core.prompts import ClickEncoding
+
+
+CPU = WindowOptions(device="cpu")
 
 
 class StandIn(torch.nn.Module):
@@ -75,10 +79,10 @@ def _mask(result) -> np.ndarray:
 
 def test_autozoom_grows_the_region_until_a_long_object_is_whole(bar_ct):
     truth = sitk.GetArrayFromImage(bar_ct) > 200
-    grown = InteractiveSession(bar_ct, StandIn(), _spec(), InteractiveOptions(device="cpu", cap_windows=4, max_grow=6))
+    grown = InteractiveSession(bar_ct, StandIn(), _spec(), window=CPU, region=ClickRegionOptions(cap_windows=4, max_grow=6))
     found = _mask(grown.add_click(_ras(bar_ct, (12, 20, 20))))
     assert np.array_equal(found, truth)
-    fixed = InteractiveSession(bar_ct, StandIn(), _spec(), InteractiveOptions(device="cpu", max_grow=0))
+    fixed = InteractiveSession(bar_ct, StandIn(), _spec(), window=CPU, region=ClickRegionOptions(max_grow=0))
     cut = _mask(fixed.add_click(_ras(bar_ct, (12, 20, 20))))
     assert 0 < cut.sum() < truth.sum() / 2
 
@@ -87,7 +91,7 @@ def test_include_clicks_choose_the_components_kept():
     hu = np.full((24, 40, 40), 40, np.int16)
     hu[4:8, 5:10, 5:10] = hu[16:20, 28:33, 28:33] = 300
     ct = _ct(hu)
-    session = InteractiveSession(ct, StandIn(), _spec(), InteractiveOptions(device="cpu"))
+    session = InteractiveSession(ct, StandIn(), _spec(), window=CPU)
     first = _mask(session.add_click(_ras(ct, (6, 7, 7))))
     assert first.sum() == 100 and first[6, 7, 7]
     both = _mask(session.add_click(_ras(ct, (18, 30, 30))))
@@ -97,9 +101,9 @@ def test_include_clicks_choose_the_components_kept():
 def test_replay_equals_clicking_one_by_one_and_undo_goes_back(bar_ct):
     clicks = [Click(_ras(bar_ct, (12, 20, 30)), True), Click(_ras(bar_ct, (2, 2, 2)), False),
               Click(_ras(bar_ct, (11, 19, 90)), True)]
-    one_by_one = InteractiveSession(bar_ct, StandIn(), _spec(), InteractiveOptions(device="cpu"))
+    one_by_one = InteractiveSession(bar_ct, StandIn(), _spec(), window=CPU)
     results = [_mask(one_by_one.add_click(c.point_ras, c.include)) for c in clicks]
-    replayed = InteractiveSession(bar_ct, StandIn(), _spec(), InteractiveOptions(device="cpu"))
+    replayed = InteractiveSession(bar_ct, StandIn(), _spec(), window=CPU)
     assert np.array_equal(_mask(replayed.replay(clicks)), results[-1])
     assert np.array_equal(_mask(one_by_one.undo()), results[1])
     assert len(one_by_one.clicks) == 2
@@ -114,7 +118,7 @@ def test_a_given_segment_is_refined_not_thrown_away():
     edited[8:16, 10:20, 10:20] = 1
     labelmap = sitk.GetImageFromArray(edited)
     labelmap.CopyInformation(ct)
-    session = InteractiveSession(ct, StandIn("previous"), _spec(), InteractiveOptions(device="cpu"))
+    session = InteractiveSession(ct, StandIn("previous"), _spec(), window=CPU)
     session.start_from_labelmap(labelmap)
     result = _mask(session.add_click(_ras(ct, (2, 30, 30)), include=False))
     assert np.array_equal(result, edited > 0)
@@ -128,14 +132,14 @@ def test_an_include_click_after_an_edit_adds_to_the_edited_segment():
     edited[4:10, 5:12, 5:12] = 1
     labelmap = sitk.GetImageFromArray(edited)
     labelmap.CopyInformation(ct)
-    session = InteractiveSession(ct, StandIn("both"), _spec(), InteractiveOptions(device="cpu"))
+    session = InteractiveSession(ct, StandIn("both"), _spec(), window=CPU)
     session.start_from_labelmap(labelmap)
     result = _mask(session.add_click(_ras(ct, (18, 30, 30))))
     assert np.array_equal(result, (edited > 0) | (hu > 200))
 
 
 def test_results_lie_on_the_ct_grid_and_maps_on_their_own_grids(bar_ct):
-    session = InteractiveSession(bar_ct, StandIn(), _spec(), InteractiveOptions(device="cpu", probabilities=True))
+    session = InteractiveSession(bar_ct, StandIn(), _spec(), window=CPU, maps=MapOptions(probabilities=True))
     result = session.add_click(_ras(bar_ct, (12, 20, 60)))
     for getter in ("GetSize", "GetSpacing", "GetOrigin", "GetDirection"):
         assert getattr(result.labelmap, getter)() == getattr(bar_ct, getter)()
@@ -150,7 +154,7 @@ def test_results_lie_on_the_ct_grid_and_maps_on_their_own_grids(bar_ct):
 
 
 def test_bad_clicks_and_models_say_so_in_one_line(bar_ct):
-    session = InteractiveSession(bar_ct, StandIn(), _spec(), InteractiveOptions(device="cpu"))
+    session = InteractiveSession(bar_ct, StandIn(), _spec(), window=CPU)
     with pytest.raises(InputError, match="outside the CT"):
         session.add_click((5000.0, 0.0, 0.0))
     with pytest.raises(InputError, match="first click must be an include click"):
