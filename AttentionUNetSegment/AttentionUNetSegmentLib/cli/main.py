@@ -19,6 +19,7 @@ from .. import __version__
 from ..core.errors import CancelledError, InputError
 from ..service.contract import EXIT_BAD_INPUT, EXIT_BUG, EXIT_CANCELLED, EXIT_CODES_TEXT, EXIT_OK
 from .argtypes import join_negative_values
+from .click_worker import add_click_worker_parser
 from .segment import add_segment_parser
 
 # Sub-commands beside `segment`, one module of this package each, exposing register_cli(subparsers).
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_segment_parser(subparsers)
+    add_click_worker_parser(subparsers)
     package = __package__.rpartition(".")[0]
     for name in _OPTIONAL_COMMANDS:
         try:

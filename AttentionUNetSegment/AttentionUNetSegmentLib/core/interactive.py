@@ -113,6 +113,20 @@ class InteractiveSession:
             raise InputError(None, "no clicks given")
         return result
 
+    def set_clicks(self, clicks: Sequence[Click]) -> Optional[SegmentationResult]:
+        """The result for exactly `clicks` from the session's start (None for no clicks). Clicks
+        already answered that begin the list are reused: one more click costs one click, a moved
+        or removed click replays from there on."""
+        clicks = tuple(clicks)
+        common = 0
+        while (common < min(len(self.history), len(clicks))
+               and self.history[common].clicks[-1] == clicks[common]):
+            common += 1
+        del self.history[common:]
+        for click in clicks[common:]:
+            self.add_click(click.point_ras, click.include)
+        return self.history[-1].result if self.history else None
+
     def undo(self) -> Optional[SegmentationResult]:
         """Forget the last click; the result before it (None when no click is left)."""
         if self.history:

@@ -162,3 +162,65 @@ def read_summary(path: PathLike) -> dict[str, Any]:
     if not path.exists():
         return {}
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------- the click worker
+#
+# Interactive click-to-segment runs in one long-lived process, `<python> -m AttentionUNetSegmentLib
+# click-worker`, that loads the model once and keeps the preprocessed CT. The module writes one
+# JSON request per line to its stdin and reads one JSON response per line from its stdout:
+#
+#   {"id": 1, "op": "open", "ct": PATH, "model": PATH|null, "device": "auto", "work_dir": DIR}
+#   {"id": 2, "op": "clicks", "clicks": [{"point": [R, A, S], "include": true}, ...],
+#    "start_labelmap": PATH|null}
+#   {"id": 3, "op": "quit"}
+#
+# "clicks" always names the whole list (undo: the list without its last click; a moved point:
+# the list with its new position; an edit in the Segment Editor: the labelmap to start from and
+# the clicks made since): the answer depends on the list only. The response names a folder with
+# the job's files (LABELS_FILE, ATTENTION_DIR, SUMMARY_FILE), or says "empty" for no clicks:
+#
+#   {"id": 2, "ok": true, "result_dir": DIR|null, "clicks": 3, "volume_ml": {...}, "seconds": {...}}
+#   {"id": 2, "ok": false, "error": "<one line>"}
+
+CLICK_WORKER_COMMAND = "click-worker"
+OPEN, CLICKS, QUIT = "open", "clicks", "quit"
+#: Result folders inside the worker's work folder: result-<request id>.
+RESULT_PREFIX = "result-"
+#: How many result folders the worker keeps (the module may still be reading the one before).
+RESULTS_KEPT = 2
+
+
+def request_line(request_id: int, op: str, **fields: Any) -> str:
+    return json.dumps({"id": int(request_id), "op": op, **fields})
+
+
+def clicks_payload(clicks) -> list[dict[str, Any]]:
+    """core.options.Click objects (or (point, include) pairs) as the request carries them."""
+    out = []
+    for click in clicks:
+        point, include = (click.point_ras, click.include) if hasattr(click, "point_ras") else click
+        out.append({"point": [float(v) for v in point], "include": bool(include)})
+    return out
+
+
+def clicks_from_payload(items) -> tuple:
+    """The clicks of a request, checked (core.options.Click raises InputError for a bad point)."""
+    from ..core.options import Click
+
+    try:
+        return tuple(Click(tuple(item["point"]), bool(item.get("include", True))) for item in items)
+    except (TypeError, KeyError) as error:
+        from ..core.errors import InputError
+        raise InputError(None, f"a click is {{'point': [R, A, S], 'include': true|false}}; got {items!r}") from error
+
+
+def read_response(line: str) -> Optional[dict[str, Any]]:
+    """A response of the worker; None for any other line."""
+    if not line.startswith("{"):
+        return None
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and "id" in record and "ok" in record else None

@@ -109,6 +109,21 @@ def test_replay_equals_clicking_one_by_one_and_undo_goes_back(bar_ct):
     assert len(one_by_one.clicks) == 2
 
 
+def test_set_clicks_reuses_what_was_answered_and_replays_from_a_moved_click(bar_ct):
+    network = StandIn()
+    session = InteractiveSession(bar_ct, network, _spec(), window=CPU)
+    a, b, c = (Click(_ras(bar_ct, index), True) for index in ((12, 20, 30), (11, 19, 60), (12, 20, 90)))
+    session.set_clicks([a, b])
+    calls = network.calls
+    session.set_clicks([a, b, c])
+    assert len(session.history) == 3 and network.calls - calls <= 4   # one click (and its growth)
+    moved = Click(_ras(bar_ct, (12, 19, 61)), True)
+    fresh = InteractiveSession(bar_ct, StandIn(), _spec(), window=CPU)
+    assert np.array_equal(_mask(session.set_clicks([a, moved])), _mask(fresh.replay([a, moved])))
+    assert session.clicks == (a, moved)
+    assert session.set_clicks([]) is None and session.clicks == ()
+
+
 def test_a_given_segment_is_refined_not_thrown_away():
     """Exclude-only clicks after start_from_labelmap: the network sees the segment as the
     previous mask (the stand-in returns it), and the result keeps it."""
