@@ -28,9 +28,9 @@ MODULE_FILE = MODULE_DIR / "AttentionUNetSegment.py"
 UI_FILE = REPO / "Resources" / "UI" / "AttentionUNetSegment.ui"
 CMAKE_FILE = REPO / "CMakeLists.txt"
 SCENE_FILES = sorted((LIB_DIR / "scene").glob("*.py"))
-#: What Slicer runs: the runtime packages whole, and of the command line only `segment`.
+#: What Slicer runs: the runtime packages whole, and of the command line `segment` and `click-worker`.
 SLICER_PACKAGES = ("core", "files", "service", "scene")
-SLICER_CLI_FILES = ("cli/__init__.py", "cli/argtypes.py", "cli/main.py", "cli/segment.py")
+SLICER_CLI_FILES = ("cli/__init__.py", "cli/argtypes.py", "cli/click_worker.py", "cli/main.py", "cli/segment.py")
 
 
 def _lib_files(pattern: str = "**/*.py") -> list[str]:
