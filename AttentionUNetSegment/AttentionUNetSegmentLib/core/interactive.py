@@ -24,6 +24,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from .click_merge import merge_click
 from .click_region import Box, box_shape, box_slices, grown, region_for, touching_sides
 from .devices import model_allows_cpu_bf16
 from .errors import InputError
@@ -173,14 +174,20 @@ class InteractiveSession:
                 break
             region = bigger
         network_seconds = time.perf_counter() - t0
+        inside = box_slices(region)
+        if previous is not None:  # a corrective click changes only what is connected to it
+            newest = clicks[-1]
+            kept = merge_click(previous[inside], kept, self._model_index(newest) - np.asarray(region[0]),
+                               newest.include, self.encoding.radius_voxels)
         # Outside the region the previous mask stays as it was: a click edits where it lands.
         mask = np.zeros(self.shape, dtype=bool) if previous is None else previous.copy()
         probability = mask.astype(np.float32)
-        mask[box_slices(region)] = kept
-        # Above-threshold voxels of components no click touched are dropped; the rest keep
-        # their values, which shape the boundary when resampled onto the CT grid.
-        probability[box_slices(region)] = np.where(kept | (prediction.probability <= 0.5),
-                                                   prediction.probability, 0.0)
+        mask[inside] = kept
+        # Where the network agrees with the decision its probability shapes the boundary on the
+        # CT grid; where the decision overrules it (components no click touched, changes the
+        # click did not ask for) the voxel is 1 or 0.
+        network_says = prediction.probability > 0.5
+        probability[inside] = np.where(network_says == kept, prediction.probability, kept.astype(np.float32))
         t1 = time.perf_counter()
         labels = self._labels_on_ct(probability)
         seconds = {"preprocess": 0.0 if self.history else self.preprocess_seconds,

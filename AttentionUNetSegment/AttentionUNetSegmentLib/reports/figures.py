@@ -130,30 +130,45 @@ def attention_color_table_text() -> str:
 
 def learning_curve_png(path: PathLike, epochs: Sequence[float], series: Mapping[str, Sequence[float]],
                        title: str = "", xlabel: str = "epoch", ylabel: str = "") -> np.ndarray:
-    """Line plot of each series against `epochs`, written to `path` as PNG (atomically).
+    """Line plot of each series against `epochs` (train's learning curve); see line_plot_png."""
+    return line_plot_png(path, epochs, series, title=title, xlabel=xlabel, ylabel=ylabel)
+
+
+def line_plot_png(path: PathLike, x: Sequence[float], series: Mapping[str, Sequence[float]],
+                  styles: Optional[Mapping[str, Mapping]] = None, title: str = "", xlabel: str = "",
+                  ylabel: str = "") -> np.ndarray:
+    """Line plot of each series against `x`, written to `path` as PNG (atomically).
 
     NaN values (epochs without validation) are skipped and the measured points joined, so a
-    series sampled every few epochs is still a line. Returns the (H, W, 3) uint8 image.
+    series sampled every few epochs is still a line. `styles[name]` may give "linestyle",
+    "marker" and "color_of" (draw in the colour of another series, e.g. a baseline beside its
+    case). Returns the (H, W, 3) uint8 image.
     """
-    epochs = np.asarray(epochs, np.float64)
+    x = np.asarray(x, np.float64)
     values = {name: np.asarray(v, np.float64) for name, v in series.items()}
     for name, v in values.items():
-        if v.shape != epochs.shape:
-            raise ValueError(f"series {name!r} has {v.size} values for {epochs.size} epochs")
+        if v.shape != x.shape:
+            raise ValueError(f"series {name!r} has {v.size} values for {x.size} points")
+    styles = styles or {}
     figure = new_figure(6.4, 4.0)
     axes = figure.add_subplot()
+    colours: dict[str, object] = {}
     for name, v in values.items():
+        style = dict(styles.get(name, {}))
         measured = np.isfinite(v)
-        axes.plot(epochs[measured], v[measured], marker="o" if measured.sum() <= 40 else None,
-                  markersize=3, linewidth=2, label=name)
+        colour = colours.get(style.pop("color_of", None))
+        line, = axes.plot(x[measured], v[measured], linewidth=2, label=name, color=colour,
+                          linestyle=style.get("linestyle", "-"), markersize=3,
+                          marker=style.get("marker", "o" if measured.sum() <= 40 else None))
+        colours[name] = line.get_color()
     axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
     axes.set_title(title)
     axes.grid(True, color="0.88")
-    if np.all(np.mod(epochs, 1) == 0):
+    if np.all(np.mod(x, 1) == 0):
         axes.xaxis.get_major_locator().set_params(integer=True)
     if values:
-        axes.legend(loc="best")
+        axes.legend(loc="best", fontsize="small")
     return save_figure(figure, path)
 
 

@@ -21,6 +21,7 @@ from typing import Callable, Optional
 import numpy as np
 import SimpleITK as sitk
 
+from ..core.click_merge import merge_click
 from ..core.postprocessing import components_at_points, fill_holes
 from ..core.prompts import ClickEncoding, network_input
 from ..evaluation.clicks import deepest_point, next_click
@@ -45,12 +46,14 @@ class ClickState:
     include: list = field(default_factory=list)
     exclude: list = field(default_factory=list)
     previous: Optional[np.ndarray] = None  # (z, y, x) bool
+    newest: Optional[tuple] = None  # (index, include) of the last click, for the merge
 
     def network_input(self, image: np.ndarray, encoding: ClickEncoding) -> np.ndarray:
         return network_input(image, self.include, self.exclude, self.previous, encoding)  # (4, z, y, x)
 
     def add(self, click) -> None:
         (self.include if click.include else self.exclude).append(click.index_zyx)
+        self.newest = (click.index_zyx, click.include)
 
 
 def _random_voxel(mask: np.ndarray, rng: np.random.Generator) -> tuple[int, int, int]:
@@ -108,9 +111,13 @@ def cleaned(prediction: np.ndarray, state: ClickState, spacing_zyx) -> np.ndarra
 
 
 def correct(state: ClickState, target: np.ndarray, prediction: np.ndarray, spacing_zyx,
-            policy: ClickPolicy, rng: np.random.Generator) -> None:
-    """One round: the cleaned prediction becomes the previous mask, plus a corrective click."""
+            policy: ClickPolicy, rng: np.random.Generator, encoding_radius: float = 2.0) -> None:
+    """One round: the cleaned prediction, merged as inference merges it (core.click_merge: a
+    corrective click changes only what is connected to it), becomes the previous mask; then a
+    corrective click."""
     kept = cleaned(prediction, state, spacing_zyx)
+    if state.previous is not None and state.newest is not None:
+        kept = merge_click(state.previous, kept, state.newest[0], state.newest[1], encoding_radius)
     state.previous = kept
     if rng.random() < policy.silent_round:
         return
@@ -127,12 +134,15 @@ def simulate(images: list[np.ndarray], targets: list[np.ndarray], predict: Calla
     states = [first_clicks(t, spacing_zyx, policy, rng) for t in targets]
     for state, target in zip(states, targets):
         if rng.random() < policy.synthetic_previous:
-            correct(state, target, damaged(target, rng), spacing_zyx, policy, rng)
+            state.previous = damaged(target, rng)  # a late, nearly right state, then its click
+            click = next_click(target, state.previous, spacing_zyx)
+            if click is not None:
+                state.add(click)
     weights = np.asarray(policy.round_weights, dtype=np.float64)
     rounds = int(rng.choice(len(weights), p=weights / weights.sum()))
     for _ in range(rounds):
         inputs = np.stack([s.network_input(i, encoding) for s, i in zip(states, images)])
         predictions = predict(inputs)
         for state, target, prediction in zip(states, targets, predictions):
-            correct(state, target, prediction, spacing_zyx, policy, rng)
+            correct(state, target, prediction, spacing_zyx, policy, rng, encoding.radius_voxels)
     return np.stack([s.network_input(i, encoding) for s, i in zip(states, images)]), rounds

@@ -60,8 +60,11 @@ def test_simulated_rounds_feed_the_model_its_own_cleaned_prediction_and_a_correc
     inputs, rounds = simulate(images, [target], predict, ClickEncoding(), (2, 2, 2), policy, np.random.default_rng(0))
     assert rounds == 2 and len(seen) == 2
     assert seen[0][0, 3].sum() == 0  # no previous mask before the first prediction
-    assert inputs[0, 3].sum() == target[:, :, :12].sum()  # the prediction is the previous mask
-    # Two corrective include clicks landed in the missed half.
+    previous = inputs[0, 3] > 0
+    # The prediction is the previous mask; the second round's include click, which the model
+    # ignored, added its ball there (core.click_merge), so the mask grew into the missed half.
+    assert np.array_equal(previous[:, :, :12], target[:, :, :12])
+    assert 0 < previous[:, :, 12:].sum() <= 33
     include = inputs[0, 1] > 0
     assert include[:, :, 12:].any()
 
