@@ -25,7 +25,7 @@ from .segment import add_segment_parser
 # Sub-commands beside `segment`, one module of this package each, exposing register_cli(subparsers).
 # A Slicer install ships only the runtime (core, files, service, scene) and `segment`: a command whose
 # parts are not installed is left out of the parser rather than breaking it.
-_OPTIONAL_COMMANDS = ("phantom", "train", "evaluate", "evaluate_clicks", "compare", "demo", "realism", "figure")
+_OPTIONAL_COMMANDS = ("phantom", "train", "evaluate", "evaluate_clicks", "compare", "train_clicks", "demo", "realism", "figure")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -320,3 +320,17 @@ def train_interactive(config: InteractiveTrainConfig, sources: Sequence[Structur
         if state.step % config.checkpoint_every == 0 or state.step == last:
             save_checkpoint(out, state, config, {**training, "steps_done": state.step})
     return state
+
+
+def validation_cases(folder, label: int = 1) -> list[tuple]:
+    """(CT, truth mask) images of every case of a dataset folder, the truth being `label`."""
+    import SimpleITK as sitk
+
+    from ..files.reading import read_ct
+    from .data import find_cases
+
+    cases = []
+    for case in find_cases(folder):
+        labels = sitk.ReadImage(str(case.label_path))
+        cases.append((read_ct(case.image_path), sitk.Cast(labels == int(label), sitk.sitkUInt8)))
+    return cases
