@@ -32,6 +32,16 @@ def _source(text: str) -> tuple[str, float, tuple[int, ...]]:
     return folder, share, values
 
 
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 5 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected 5 channel counts such as 8,16,32,64,128; got {text!r}")
+    return values
+
+
 def register_cli(subparsers) -> None:
     p = subparsers.add_parser(
         "train-clicks", help="train the click-conditioned model (class-agnostic, simulated user)",
@@ -56,6 +66,8 @@ def register_cli(subparsers) -> None:
     p.add_argument("--patch", type=_parse_xyz, default=(64, 64, 64), help="training patch X,Y,Z (default: 64,64,64)")
     p.add_argument("--window", type=_parse_xyz, default=(96, 96, 64),
                    help="inference window X,Y,Z recorded in the model file (default: 96,96,64)")
+    p.add_argument("--widths", type=_widths, default=(8, 16, 32, 64, 128),
+                   help="channels per level (default: 8,16,32,64,128, half the paper's; 16,32,64,128,256 on a GPU)")
     p.add_argument("--encoding", choices=ENCODINGS, default="gaussian", help="click encoding (default: gaussian)")
     p.add_argument("--radius", type=float, default=3.0, help="click radius in voxels (default: 3)")
     p.add_argument("--init-from", metavar="MODEL", default="bundled",
@@ -100,7 +112,7 @@ def run_cli(args: argparse.Namespace) -> int:
             focus[f"synthetic{i}"] = (value, args.focus_share)
     device = str(resolve_device(args.device))
     config = InteractiveTrainConfig(
-        patch_size_zyx=args.patch, window_zyx=args.window, encoding=ClickEncoding(args.encoding, args.radius),
+        patch_size_zyx=args.patch, window_zyx=args.window, widths=args.widths, encoding=ClickEncoding(args.encoding, args.radius),
         focus=focus, steps=args.steps, lr=args.lr, init_from=_init_from(args.init_from), seed=args.seed,
         val_every=args.val_every, device=device)
     validate = None

@@ -112,3 +112,17 @@ def test_context_phases_train_on_phantoms_only_and_score_every_real_case(tmp_pat
     scored = [c for c in commands if c[0] == "evaluate" and "--truth-label" in c]
     assert len(scored) == 2 * len(REAL) and all("--model" in c for c in scored)
     assert {_option_values(c, "--truth-label")[0] for c in scored} == {"1", "7"}
+
+
+def test_click_recipe_holds_out_the_real_pancreas_and_scores_every_real_case(tmp_path):
+    commands = _dry_run(tmp_path, "clicks-cpu")
+    train = next(c for c in commands if c[0] == "train-clicks")
+    assert _option_values(train, "--source") == [f"{tmp_path / 'real_organs'}:1:7"]   # label 7 held out
+    assert _option_values(train, "--synthetic") == [f"{tmp_path / 'phantom_clicks'}:1:1"]
+    folder = tmp_path / "real_organs"
+    assert {c.id for c in find_cases(folder)} == {"s0009", "tsexample"}   # the links make a dataset
+    scored = [c for c in commands if c[0] == "evaluate-clicks"]
+    assert {Path(c[2]).name for c in scored[:3]} == {"pancreas.nii.gz", "organs.nii.gz", "totalsegmentator_labels.nii.gz"}
+    assert all(_option_values(c, "--model")[0].endswith("best.pt") for c in scored)
+    # The test phantoms do not exist in a dry run: their loop shows its pattern once.
+    assert len(scored) == 3 + 1 and "phantom_clicks_test" in scored[3][1]
