@@ -131,24 +131,25 @@ def attention_color_table_text() -> str:
 def learning_curve_png(path: PathLike, epochs: Sequence[float], series: Mapping[str, Sequence[float]],
                        title: str = "", xlabel: str = "epoch", ylabel: str = "") -> np.ndarray:
     """Line plot of each series against `epochs` (train's learning curve); see line_plot_png."""
-    return line_plot_png(path, epochs, series, title=title, xlabel=xlabel, ylabel=ylabel)
+    return line_plot_png(path, epochs, series, title=title, xlabel=xlabel, ylabel=ylabel, x_unit="epochs")
 
 
 def line_plot_png(path: PathLike, x: Sequence[float], series: Mapping[str, Sequence[float]],
                   styles: Optional[Mapping[str, Mapping]] = None, title: str = "", xlabel: str = "",
-                  ylabel: str = "") -> np.ndarray:
+                  ylabel: str = "", x_unit: str = "points") -> np.ndarray:
     """Line plot of each series against `x`, written to `path` as PNG (atomically).
 
     NaN values (epochs without validation) are skipped and the measured points joined, so a
     series sampled every few epochs is still a line. `styles[name]` may give "linestyle",
     "marker" and "color_of" (draw in the colour of another series, e.g. a baseline beside its
-    case). Returns the (H, W, 3) uint8 image.
+    case). `x_unit` names the x values in the error for a series of the wrong length. Returns the
+    (H, W, 3) uint8 image.
     """
     x = np.asarray(x, np.float64)
     values = {name: np.asarray(v, np.float64) for name, v in series.items()}
     for name, v in values.items():
         if v.shape != x.shape:
-            raise ValueError(f"series {name!r} has {v.size} values for {x.size} points")
+            raise ValueError(f"series {name!r} has {v.size} values for {x.size} {x_unit}")
     styles = styles or {}
     figure = new_figure(6.4, 4.0)
     axes = figure.add_subplot()

@@ -88,13 +88,13 @@ def test_warm_start_copies_ct_filters_and_starts_clicks_at_zero(tiny_model_path)
 
 
 @pytest.fixture(scope="module")
-def tiny_source(tmp_path_factory):
+def tiny_source(tmp_path_factory, real_ct_path, real_labels_path):
     """The TotalSegmentator example's organs (pancreas held out), cropped small."""
-    from conftest import SHARED_DATA
-
+    # The shared data comes through conftest's fixtures: `from conftest import ...` would find
+    # whichever conftest.py pytest imported first under that name (scene/ has one too).
     folder = tmp_path_factory.mktemp("organs")
-    ct = sitk.ReadImage(str(SHARED_DATA / "ct.nii.gz"))[30:90, 20:80, :]
-    labels = sitk.ReadImage(str(SHARED_DATA / "totalsegmentator_labels.nii.gz"))[30:90, 20:80, :]
+    ct = sitk.ReadImage(str(real_ct_path))[30:90, 20:80, :]
+    labels = sitk.ReadImage(str(real_labels_path))[30:90, 20:80, :]
     sitk.WriteImage(ct, str(folder / "ct.nii.gz"))
     sitk.WriteImage(labels, str(folder / "labels.nii.gz"))
     return StructureSource.from_pairs("example", [(folder / "ct.nii.gz", folder / "labels.nii.gz")],
