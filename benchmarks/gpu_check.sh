@@ -109,6 +109,12 @@ log "end to end"
 timeout "$(limit "$E2E_LIMIT")" "$PY" benchmarks/gpu_figures.py "$OUT_DIR" --device "$DEVICE" "${E2E[@]}" \
   > "$OUT_DIR/e2e.log" 2>&1 || log "end to end failed (see e2e.log)"
 
+# --- 3b. a click through the click worker (issue 18's GPU target: <= 0.3 s a warm click)
+log "clicks"
+CLICKS=(--clicks 10); [ "$SMOKE" = 1 ] && CLICKS=(--clicks 3)
+timeout "$(limit 90)" "$PY" benchmarks/benchmark_clicks.py --device "$DEVICE" "${CLICKS[@]}" --work "$CACHE" \
+  --json "$OUT_DIR/clicks.json" > "$OUT_DIR/clicks.log" 2>&1 || log "clicks failed (see clicks.log)"
+
 # --- 4. one JSON with everything
 "$PY" - "$OUT_DIR" "$SMOKE" <<'EOF'
 import glob, json, os, sys
@@ -118,7 +124,7 @@ def load(name):
     return json.load(open(path)) if os.path.exists(path) else None
 figures = {"smoke": smoke, "machine": load("machine.json"), "tests_exit_code": int(open(os.path.join(out, "tests.rc")).read()),
            "tests_summary": open(os.path.join(out, "tests.log")).read().strip().splitlines()[-1:],
-           "inference": {}, "end_to_end": load("e2e.json")}
+           "inference": {}, "end_to_end": load("e2e.json"), "clicks": load("clicks.json")}
 for path in sorted(glob.glob(os.path.join(out, "inference-*.json"))):
     data = json.load(open(path))
     key = os.path.basename(path)[len("inference-"):-len(".json")]
