@@ -33,6 +33,20 @@ case "${2:-}" in
 esac
 
 # ---------------------------------------------------------------------------------------------
+# The three real cases of ../shared/data, named once: real_case NAME sets case_ct, case_truth and
+# case_label (the truth's pancreas value) for nih0001, s0009 or tsexample.
+REAL_CASES=(nih0001 s0009 tsexample)
+real_case() {
+  local data="$here/../shared/data"
+  case $1 in
+    nih0001) case_ct=$data/nih-pancreas-ct-0001/ct.nii.gz; case_truth=$data/nih-pancreas-ct-0001/pancreas.nii.gz; case_label=1 ;;
+    s0009) case_ct=$data/totalsegmentator-s0009/ct.nii.gz; case_truth=$data/totalsegmentator-s0009/organs.nii.gz; case_label=7 ;;
+    tsexample) case_ct=$data/totalsegmentator-example/ct.nii.gz
+               case_truth=$data/totalsegmentator-example/totalsegmentator_labels.nii.gz; case_label=7 ;;
+  esac
+}
+
+# ---------------------------------------------------------------------------------------------
 # The click-conditioned model (issue 18, docs/experiments/issue18-click-model-2026-12-05.md):
 # class-agnostic, every labelled structure a target: 32 all-organ phantoms (seed 4242, domain
 # randomisation, 30 % of their samples on the pancreas) and the organ labels of the two
@@ -43,15 +57,16 @@ esac
 # cpu: widths 8..128, 64^3 patches, 5000 steps (~3 h on 2 idle cores); gpu: the paper's widths,
 # 96^3 patches, 6000 steps (dry-run tested only: no GPU was lent). Resumable.
 clicks_phases() {  # cpu | gpu
-  local mode=$1 data="$here/../shared/data" model="$work/models_clicks/$1"
+  local mode=$1 model="$work/models_clicks/$1"
   [ -f "$work/phantom_clicks/dataset.json" ] || run_aus phantom -o "$work/phantom_clicks" --cases 32 --seed 4242 --all-organs
   [ -f "$work/phantom_clicks_val/dataset.json" ] || run_aus phantom -o "$work/phantom_clicks_val" --cases 4 --seed 9100 --all-organs
   [ -f "$work/phantom_clicks_test/dataset.json" ] || run_aus phantom -o "$work/phantom_clicks_test" --cases 4 --seed 9300 --all-organs
   mkdir -p "$work/real_organs"
-  ln -sf "$data/totalsegmentator-s0009/ct.nii.gz" "$work/real_organs/s0009_ct.nii.gz"
-  ln -sf "$data/totalsegmentator-s0009/organs.nii.gz" "$work/real_organs/s0009_label.nii.gz"
-  ln -sf "$data/totalsegmentator-example/ct.nii.gz" "$work/real_organs/tsexample_ct.nii.gz"
-  ln -sf "$data/totalsegmentator-example/totalsegmentator_labels.nii.gz" "$work/real_organs/tsexample_label.nii.gz"
+  for case in s0009 tsexample; do   # their organs (the pancreas held out below): NIH 0001 labels only the pancreas
+    real_case "$case"
+    ln -sf "$case_ct" "$work/real_organs/${case}_ct.nii.gz"
+    ln -sf "$case_truth" "$work/real_organs/${case}_label.nii.gz"
+  done
   local settings=(--widths 8,16,32,64,128 --patch 64,64,64 --steps 5000 --device cpu)
   [ "$mode" = gpu ] && settings=(--widths 16,32,64,128,256 --patch 96,96,96 --steps 6000 --device cuda)
   local resume=(); [ -f "$model/checkpoint.pt" ] && resume=(--resume)
@@ -60,14 +75,9 @@ clicks_phases() {  # cpu | gpu
     --init-from bundled --seed 0 --cache "$work/cache_clicks" "${settings[@]}" "${resume[@]}"
   local out="$work/eval_clicks/$mode"
   mkdir -p "$out"
-  for case in nih0001 s0009 tsexample; do
-    local ct gt label=7
-    case $case in
-      nih0001) ct=$data/nih-pancreas-ct-0001/ct.nii.gz; gt=$data/nih-pancreas-ct-0001/pancreas.nii.gz; label=1 ;;
-      s0009) ct=$data/totalsegmentator-s0009/ct.nii.gz; gt=$data/totalsegmentator-s0009/organs.nii.gz ;;
-      tsexample) ct=$data/totalsegmentator-example/ct.nii.gz; gt=$data/totalsegmentator-example/totalsegmentator_labels.nii.gz ;;
-    esac
-    run_aus evaluate-clicks "$ct" "$gt" --truth-label "$label" --clicks 10 --model "$model/best.pt" --hd95 \
+  for case in "${REAL_CASES[@]}"; do
+    real_case "$case"
+    run_aus evaluate-clicks "$case_ct" "$case_truth" --truth-label "$case_label" --clicks 10 --model "$model/best.pt" --hd95 \
       -o "$out/$case.csv" --figure "$out/$case.png"
   done
   for image in "$work/phantom_clicks_test"/imagesTr/*_0000.nii.gz; do
@@ -90,7 +100,7 @@ fi
 # and not). ARCHS (default "attention unet": unet is the paper's ablation). Resumable.
 CONTEXT_LABELS=1:1,2:2,3:3,4:4,5:4,6:5,7:6,8:7,9:7,11:8,12:8,13:9,14:9,16:10
 context_phases() {  # cpu | gpu
-  local mode=$1 data="$here/../shared/data" out="$work/models_context"
+  local mode=$1 out="$work/models_context"
   [ -f "$work/phantom_context/dataset.json" ] || run_aus phantom -o "$work/phantom_context" --cases 52 --seed 13 --all-organs
   [ -f "$work/phantom_test_vary/dataset.json" ] || run_aus phantom -o "$work/phantom_test_vary" --cases 4 --seed 9100
   [ -f "$work/phantom_test_novary/dataset.json" ] || run_aus phantom -o "$work/phantom_test_novary" --cases 4 --seed 9100 --no-variation
@@ -110,15 +120,10 @@ context_phases() {  # cpu | gpu
       --spacing 2 --batch-size 2 --optimizer adam --lr 5e-4 --lr-schedule poly --seed 0 \
       --val-cases phantom_048,phantom_049,phantom_050,phantom_051 --progress none
     mkdir -p "$pred"
-    for case in nih0001 s0009 tsexample; do
-      local ct gt label=7
-      case $case in
-        nih0001) ct=$data/nih-pancreas-ct-0001/ct.nii.gz; gt=$data/nih-pancreas-ct-0001/pancreas.nii.gz; label=1 ;;
-        s0009) ct=$data/totalsegmentator-s0009/ct.nii.gz; gt=$data/totalsegmentator-s0009/organs.nii.gz ;;
-        tsexample) ct=$data/totalsegmentator-example/ct.nii.gz; gt=$data/totalsegmentator-example/totalsegmentator_labels.nii.gz ;;
-      esac
-      run_aus segment "$ct" -o "$pred/$case.nii.gz" --model "$model" --progress none
-      run_aus evaluate "$pred/$case.nii.gz" "$gt" --truth-label "$label" --model "$model" \
+    for case in "${REAL_CASES[@]}"; do
+      real_case "$case"
+      run_aus segment "$case_ct" -o "$pred/$case.nii.gz" --model "$model" --progress none
+      run_aus evaluate "$pred/$case.nii.gz" "$case_truth" --truth-label "$case_label" --model "$model" \
         -o "$work/eval_context_${case}_$arch.csv"
     done
     for test_set in phantom_test_vary phantom_test_novary; do
@@ -155,19 +160,15 @@ fi
 # Binary pancreas labels everywhere: phantom --all-organs would teach the real cases' unlabelled
 # organs as background (NIH 0001 labels only the pancreas).
 real_phases() {  # cpu | gpu
-  local mode=$1 data="$here/../shared/data" out="$work/models_real"
-  local cases=(nih0001 s0009 tsexample)
-  declare -A ct=([nih0001]="$data/nih-pancreas-ct-0001/ct.nii.gz"
-                 [s0009]="$data/totalsegmentator-s0009/ct.nii.gz"
-                 [tsexample]="$data/totalsegmentator-example/ct.nii.gz")
-  declare -A gt=([nih0001]="$data/nih-pancreas-ct-0001/pancreas.nii.gz"
-                 [s0009]="$data/totalsegmentator-s0009/organs.nii.gz"
-                 [tsexample]="$data/totalsegmentator-example/totalsegmentator_labels.nii.gz")
-  declare -A pancreas=([nih0001]=1 [s0009]=7 [tsexample]=7)
+  local mode=$1 out="$work/models_real"
+  local cases=("${REAL_CASES[@]}")
+  declare -A pancreas
   for c in "${cases[@]}"; do
+    real_case "$c"
+    pancreas[$c]=$case_label
     mkdir -p "$work/real/$c"
-    ln -sf "${ct[$c]}" "$work/real/$c/${c}_ct.nii.gz"
-    ln -sf "${gt[$c]}" "$work/real/$c/${c}_label.nii.gz"
+    ln -sf "$case_ct" "$work/real/$c/${c}_ct.nii.gz"
+    ln -sf "$case_truth" "$work/real/$c/${c}_label.nii.gz"
   done
   local settings
   if [ "$mode" = gpu ]; then
@@ -217,9 +218,10 @@ real_phases() {  # cpu | gpu
       fi
       local held=${model#loo_} pred="$work/pred_real/$arch"
       mkdir -p "$pred"
-      run_aus segment "${ct[$held]}" -o "$pred/$held.nii.gz" --model "$out/$arch/$model" --progress none
+      real_case "$held"
+      run_aus segment "$case_ct" -o "$pred/$held.nii.gz" --model "$out/$arch/$model" --progress none
       # --model prints whether the model trained on this ground truth (it must say "unseen").
-      run_aus evaluate "$pred/$held.nii.gz" "${gt[$held]}" --truth-label "${pancreas[$held]}" \
+      run_aus evaluate "$pred/$held.nii.gz" "$case_truth" --truth-label "$case_label" \
         --model "$out/$arch/$model" -o "$work/eval_real_${held}_$arch.csv"
     done
   done
