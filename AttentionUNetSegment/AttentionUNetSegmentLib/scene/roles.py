@@ -34,3 +34,12 @@ def is_attention_overlay(node) -> bool:
 def collection_items(collection) -> list:
     """The objects of a vtkCollection as a list."""
     return [collection.GetItemAsObject(i) for i in range(collection.GetNumberOfItems())]
+
+
+#: The click mode's two markups nodes of a CT (node reference roles on the CT), their marks
+#: (MODULE_ATTRIBUTE) and the attribute holding each point's click number (click_point.py).
+INCLUDE_POINTS_ROLE = "AttentionUNetSegment.IncludePoints"
+EXCLUDE_POINTS_ROLE = "AttentionUNetSegment.ExcludePoints"
+INCLUDE_POINTS_MARK = "include points"
+EXCLUDE_POINTS_MARK = "exclude points"
+CLICK_ORDER_ATTRIBUTE = "AttentionUNetSegment.ClickOrder"
