@@ -61,9 +61,10 @@ class AttentionUNetSegment(ScriptedLoadableModule):
         self.parent.contributors = ["AttentionUNetSegment contributors"]
         self.parent.helpText = _("""
 Pancreas segmentation on CT with a 3D Attention U-Net. Choose the CT and press <b>Segment</b>,
-or press <b>Click on pancreas</b> and click on the pancreas in a slice view to segment the region
-around the click. The result is a "Pancreas" segment (SNOMED CT 15776009) with its volume; the
-coefficients of every attention gate are shown as a colour overlay on the CT slices.
+or press <b>Click on pancreas</b> and click on the pancreas in a slice view (with <b>Exclude</b>:
+beside it); each click updates the segment; <b>Undo last click</b>, <b>Reset</b>, <b>Done</b>.
+The result is a "Pancreas" segment (SNOMED CT 15776009) with its volume; the coefficients of
+every attention gate are shown as a colour overlay on the CT slices.
 <p><b>The default model is trained on synthetic phantoms and is not for clinical use.</b></p>
 See the <a href="https://github.com/AttentionUNetSegment/SlicerAttentionUNetSegment#readme">documentation</a>.
 """)
@@ -184,6 +185,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
     def onSceneStartClose(self, caller, event) -> None:
         self._cancelJob()
         self._clickMode.cancel()
+        self._uncheckClickButton()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -301,7 +303,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         if self._job is not None or self._clickMode.busy:
             self._cancelJob()
             self._clickMode.cancel()
-            self.ui.clickToSegmentButton.checked = False
+            self._uncheckClickButton()
             self._showStatus(_("Cancelled; the scene is unchanged."))
             self._updateButtons()
             return
@@ -426,16 +428,16 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             volume = p.inputVolume if p else None
             volumes.check_input_volume(volume)
             modelPath = models.click_model_path(p.model, p.modelPath)
-            ready = self._readyToRun(volumes.volume_node_to_image(volume), volume)
+            image = volumes.volume_node_to_image(volume)
+            ready = self._readyToRun(image, volume)
             if ready:
-                self._clickMode.enter(volume, modelPath, p.device, p.outputSegmentation, self.ui.excludeButton.checked)
-        except (InputError, processes.PythonSlicerNotFound, OSError) as error:
+                self._clickMode.enter(volume, modelPath, p.device, p.outputSegmentation,
+                                      self.ui.excludeButton.checked, image=image)
+        except (InputError, processes.PythonSlicerNotFound, OSError, RuntimeError) as error:
             self._showError(str(error))
             ready = False
         if not ready:
-            wasBlocked = self.ui.clickToSegmentButton.blockSignals(True)
-            self.ui.clickToSegmentButton.checked = False
-            self.ui.clickToSegmentButton.blockSignals(wasBlocked)
+            self._uncheckClickButton()
         else:
             self._clickTimer.start()
             self._showStatus(_("Click on the pancreas in a slice view (Exclude: click beside it). "
@@ -454,16 +456,23 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         update = self._clickMode.poll(p.gate, p.opacity) if p else self._clickMode.poll()
         if update is not None and update.error:
             self._showError(update.error, details=update.details)
+        elif update is not None and update.cleared:
+            self._showApplied(update.applied, update.seconds)
+            self.ui.resultLabel.text = _("No clicks: the segment is back as it was before them ({volumes}).").format(
+                volumes=", ".join(f"{name}: {ml:.1f} mL" for name, ml in update.applied.volume_ml.items()))
         elif update is not None and update.applied is not None:
-            self._showApplied(update.applied, update.seconds, _("No clicks: the segment as it was before them. ")
-                              if update.cleared else _("Clicks: {count}. ").format(count=update.clicks))
+            self._showApplied(update.applied, update.seconds, _("Clicks: {count}. ").format(count=update.clicks))
         if not self._clickMode.running:
             self._clickTimer.stop()
-        if not self._clickMode.active and self.ui.clickToSegmentButton.checked:
-            wasBlocked = self.ui.clickToSegmentButton.blockSignals(True)
-            self.ui.clickToSegmentButton.checked = False
-            self.ui.clickToSegmentButton.blockSignals(wasBlocked)
+        if not self._clickMode.active:
+            self._uncheckClickButton()
         self._updateButtons()
+
+    def _uncheckClickButton(self) -> None:
+        """The button shows the mode; un-checked without its signal when the mode ended by itself."""
+        wasBlocked = self.ui.clickToSegmentButton.blockSignals(True)
+        self.ui.clickToSegmentButton.checked = False
+        self.ui.clickToSegmentButton.blockSignals(wasBlocked)
 
     def onInteractionModeChanged(self, caller, event) -> None:
         """Place mode left another way (Esc, toolbar) during the click mode: say how to go on."""

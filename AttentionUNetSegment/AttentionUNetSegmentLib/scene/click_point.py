@@ -149,17 +149,19 @@ def enter_place_mode(app_logic, node) -> None:
 
 
 def leave_place_mode(app_logic, nodes) -> None:
-    """Leave place mode, and let none of `nodes` stay the active place node: the Markups toolbar
-    would go on placing into it, outside the click mode (issue 19)."""
+    """Stop placing into any of `nodes`: place mode off and none of them the active place node
+    (else the Markups toolbar would go on placing into it, outside the click mode: issue 19).
+    Placing into another node (the user's own markups) is left alone."""
     interaction = app_logic.GetInteractionNode() if app_logic else None
-    if interaction is None:
+    selection = app_logic.GetSelectionNode() if app_logic else None
+    if interaction is None or selection is None:
+        return
+    if selection.GetActivePlaceNodeID() not in [n.GetID() for n in nodes if n is not None]:
         return
     if interaction.GetCurrentInteractionMode() == interaction.Place:
         interaction.SetPlaceModePersistence(0)
         interaction.SetCurrentInteractionMode(interaction.ViewTransform)
-    selection = app_logic.GetSelectionNode()
-    if selection is not None and selection.GetActivePlaceNodeID() in [n.GetID() for n in nodes if n is not None]:
-        selection.SetActivePlaceNodeID(None)
+    selection.SetActivePlaceNodeID(None)
 
 
 def is_placing(app_logic, node: Optional[object]) -> bool:

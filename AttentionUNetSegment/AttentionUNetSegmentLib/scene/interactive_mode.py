@@ -100,11 +100,13 @@ class ClickMode:
 
     # -- entering and leaving --------------------------------------------------------------
     def enter(self, volume_node, model_path: Optional[str], device: str = "auto", segmentation_node=None,
-              exclude: bool = False) -> None:
-        """Start the mode on `volume_node`. Raises InputError (bad volume), PythonSlicerNotFound or
-        OSError (the worker cannot start) before the scene is touched."""
+              exclude: bool = False, image: Optional[sitk.Image] = None) -> None:
+        """Start the mode on `volume_node` (`image`: its voxels, if the caller has them already).
+        Raises InputError (bad volume), PythonSlicerNotFound or OSError (the worker cannot start)
+        before the scene is touched."""
         self.cancel()
-        image = volume_node_to_image(volume_node)          # checks the volume; a copy for the worker
+        if image is None:
+            image = volume_node_to_image(volume_node)      # checks the volume; a copy for the worker
         client = self.client_factory()
         client.start()
         try:
@@ -171,7 +173,9 @@ class ClickMode:
         self._reset_state()
 
     def _finish_if_idle(self) -> None:
-        if self._finishing and self._in_flight is None and (not self._opened or self._current() == self._sent):
+        """After Done: stop once the clicks as they are now have been answered (or refused)."""
+        if self._finishing and self._in_flight is None and (
+                not self._opened or self._current() in (self._sent, self._refused)):
             self.cancel()
 
     # -- Undo, Reset ----------------------------------------------------------------------------

@@ -80,15 +80,15 @@ def ct_image():
 @pytest.fixture
 def mode(mrml, ct_image):
     ct = mrml.add_ct(ct_image)
-    client = RecordingClient()
-    controller = ClickMode(mrml.logic, mrml.app_logic, client_factory=lambda: client)
-    controller.ct, controller.client = ct, client
+    controller = ClickMode(mrml.logic, mrml.app_logic, client_factory=RecordingClient)
+    controller.ct = ct
     yield controller
     controller.cancel()
 
 
 def _opened(mode, model="click.pt", **kwargs):
     mode.enter(mode.ct, model, "cpu", **kwargs)
+    mode.client = mode._client                            # a new one each time the mode is entered
     mode.client.answer(mode.client.requests[0])
     assert mode.poll() is None and not mode.busy
     return mode
@@ -263,6 +263,11 @@ def test_first_click_exclude_is_refused_once_and_cancel_drops_the_answer(mode, m
     assert mode.poll().error == FIRST_CLICK_MESSAGE
     assert mode.poll() is None and client.clicks_requests == []   # said once, nothing sent
     assert mode.undo()
+    _point(mode, mode.points.exclude_node)
+    mode.poll()
+    mode.done()                                           # a refused list is not waited for
+    assert not mode.running and client.stopped
+    client = _opened(mode).client
     _point(mode, mode.points.include_node)
     mode.poll()
     ids = mrml.node_ids()
@@ -282,7 +287,7 @@ def test_a_dead_worker_ends_the_mode_with_one_line(mode, mrml):
 
 def test_a_model_without_click_channels_is_said_in_one_line(mode):
     mode.enter(mode.ct, "plain.pt", "cpu")
-    mode.client.answer(mode.client.requests[0], ok=False,
+    mode._client.answer(mode._client.requests[0], ok=False,
                        error="plain.pt: this model has no click channels; choose a click-conditioned model")
     update = mode.poll()
     assert update.ended and update.error.endswith("choose a click-conditioned model") and not mode.active
@@ -329,3 +334,16 @@ def test_the_real_worker_answers_clicks_through_the_controller(mrml, small_ct, t
     finally:
         mode.cancel()
     assert not clients[0].alive
+
+
+def test_leaving_does_not_stop_placing_into_the_users_own_node(mode, mrml):
+    _opened(mode)
+    interaction, selection = mrml.app_logic.GetInteractionNode(), mrml.app_logic.GetSelectionNode()
+    _point(mode, mode.points.include_node)
+    mode.done()                                           # waits for the answer to that click
+    own = mrml.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "my points")
+    selection.SetActivePlaceNodeID(own.GetID())           # the user places into a node of their own
+    interaction.SetCurrentInteractionMode(interaction.Place)
+    mode.cancel()
+    assert selection.GetActivePlaceNodeID() == own.GetID()
+    assert interaction.GetCurrentInteractionMode() == interaction.Place
