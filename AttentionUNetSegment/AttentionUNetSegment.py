@@ -462,6 +462,8 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
                 volumes=", ".join(f"{name}: {ml:.1f} mL" for name, ml in update.applied.volume_ml.items()))
         elif update is not None and update.applied is not None:
             self._showApplied(update.applied, update.seconds, _("Clicks: {count}. ").format(count=update.clicks))
+        elif update is not None and update.note:
+            self._showStatus(update.note)
         if not self._clickMode.running:
             self._clickTimer.stop()
         if not self._clickMode.active:

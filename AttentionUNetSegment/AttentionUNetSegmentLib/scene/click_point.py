@@ -130,6 +130,13 @@ class ClickPoints:
         node.RemoveNthControlPoint(index)
         return True
 
+    def remove_numbers(self, numbers) -> None:
+        """Remove the points with these click numbers."""
+        doomed = [(node, node.GetNthControlPointID(index)) for number, node, index in self.ordered()
+                  if number in set(numbers)]
+        for node, pid in doomed:                  # by ID: indices shift as points go
+            node.RemoveNthControlPoint(node.GetNthControlPointIndexByID(pid))
+
     def remove_all(self) -> None:
         for node in self.nodes:
             node.RemoveAllControlPoints()

@@ -15,6 +15,9 @@ by the long-lived click worker, the answer put into the scene exactly as a Segme
                   clicks left: the segment goes back to the starting segment, overlays hidden)
     done()     -> observers off, place mode off, our nodes no longer the active place node; the
                   last clicks are still answered and applied, then the worker is stopped
+    an edit    -> the segment's voxels changed by someone else (the Segment Editor) since this
+                  mode wrote them: an answer computed without the edit is dropped, and the edited
+                  segment becomes the starting segment (the clicks it was made on are in it)
     cancel()   -> the worker's process tree ended now; an answer not yet shown is dropped
 
 At most one request is in flight: clicks made while the worker computes are sent together when
@@ -46,6 +49,9 @@ from .volumes import volume_geometry_lps, volume_node_to_image
 
 FIRST_CLICK_MESSAGE = ("the first click must be an include click, on the pancreas: turn Exclude off "
                        "(or undo the exclude click)")
+EDITED_NOTE = ("The segment was edited: the clicks answered so far are kept in it (their points removed); "
+               "new clicks refine the edited segment.")
+EDITED_DROPPED_NOTE = "The segment was edited meanwhile: the last clicks' answer was not applied."
 
 
 @dataclass
@@ -59,6 +65,7 @@ class ClickUpdate:
     error: Optional[str] = None               # one line for the user
     details: str = ""                         # the worker's log, for the dialog's details
     ended: bool = False                       # the mode ended (the worker failed, the CT went)
+    note: str = ""                            # something the user should know, not an error
 
 
 class ClickMode:
@@ -76,6 +83,8 @@ class ClickMode:
         self._client: Optional[ClickWorkerClient] = None
         self._open_id = self._in_flight = None
         self._sent: tuple = ()
+        self._sent_numbers = self._applied_numbers = ()   # click numbers of the list sent / shown
+        self._written = 0                                          # the segment's MTime after our writing
         self._start_sent = False
         self._refused: Optional[tuple] = None
         self._sent_at = 0.0
@@ -124,6 +133,7 @@ class ClickMode:
         self.segmentation_node = segmentation_node
         self.start_segment = nodes.segment_labelmap(scene, self.logic.segmentations_logic, segmentation_node,
                                                     self._segment_id(), volume_node)
+        self._written = self._segment_mtime()
         self.volume_node, self._client = volume_node, client
         self.points = ClickPoints(volume_node, *points_nodes_for(scene, volume_node))
         self.points.remove_all()       # a new set of clicks; the earlier ones live on in the segment
@@ -214,6 +224,8 @@ class ClickMode:
             return ClickUpdate(error="the CT was removed from the scene; the click mode ended", ended=True)
         self._sync()
         if self._opened and self._in_flight is None and self.points is not None:
+            if self.active and self._edited():
+                update = self._adopt_edit()
             clicks = self._current()
             if clicks != self._sent:
                 update = self._send(clicks) or update
@@ -227,8 +239,9 @@ class ClickMode:
                 return ClickUpdate(error=FIRST_CLICK_MESSAGE)
             return None
         start = None if self._start_sent else self.start_segment
-        self._in_flight = self._client.send_clicks(clicks, start_segment=start, keep_start=True)
+        self._in_flight = self._client.send_clicks(clicks, start_segment=start, keep_start=self._start_sent)
         self._start_sent, self._sent, self._sent_at = True, clicks, time.perf_counter()
+        self._sent_numbers = tuple(number for number, _, _ in self.points.ordered())
         return None
 
     def _handle(self, answer: dict, gate: str, opacity: float) -> Optional[ClickUpdate]:
@@ -247,6 +260,8 @@ class ClickMode:
         self._in_flight = None
         if not answer.get("ok"):
             return ClickUpdate(error=answer.get("error", "the click worker failed"))
+        if self._edited():   # computed without the edit made meanwhile: applying it would undo the edit
+            return ClickUpdate(note=EDITED_DROPPED_NOTE)
         try:
             output = client.result(answer)
             cleared = output is None
@@ -262,13 +277,39 @@ class ClickMode:
                 self.cancel()
             return ClickUpdate(error=f"could not show the clicks' result: {error}", ended=gone)
         self.segmentation_node = applied.segmentation_node
+        self._written, self._applied_numbers = self._segment_mtime(), self._sent_numbers
         return ClickUpdate(applied=applied, clicks=len(self._sent), cleared=cleared,
                            seconds=time.perf_counter() - self._sent_at)
 
-    # -- the starting segment -------------------------------------------------------------------------
+    # -- the starting segment, and edits made to it ----------------------------------------------------
     @staticmethod
     def _segment_id() -> str:
         return str(default_labels()[0]["name"])          # "Pancreas", as Segment writes it
+
+    def _segment_mtime(self) -> int:
+        """When the segment's voxels last changed (0: no segment): the Segment Editor's effects
+        change them, display settings and the 3D surface do not."""
+        node = self.segmentation_node
+        if node is None or node.GetScene() is not self.logic.scene:
+            return 0
+        segmentation = node.GetSegmentation()
+        segment = segmentation.GetSegment(self._segment_id())
+        voxels = segment.GetRepresentation(segmentation.GetSourceRepresentationName()) if segment else None
+        return voxels.GetMTime() if voxels is not None else 0
+
+    def _edited(self) -> bool:
+        """The segment was changed by someone else (the Segment Editor) since this mode wrote it."""
+        return self._segment_mtime() != self._written
+
+    def _adopt_edit(self) -> ClickUpdate:
+        """An edit made during the mode becomes the starting segment: the clicks whose answer it
+        was made on are in it (their points go), the newer clicks refine it; never thrown away."""
+        self.start_segment = nodes.segment_labelmap(self.logic.scene, self.logic.segmentations_logic,
+                                                    self.segmentation_node, self._segment_id(), self.volume_node)
+        self.points.remove_numbers(self._applied_numbers)
+        self._start_sent, self._sent, self._applied_numbers = False, (), ()
+        self._written, self._changed = self._segment_mtime(), True
+        return ClickUpdate(note=EDITED_NOTE)
 
     def _start_labelmap(self) -> sitk.Image:
         """The starting segment, or an empty labelmap on the CT's grid (no segment before)."""

@@ -20,8 +20,10 @@ vtk = pytest.importorskip("vtk")
 from AttentionUNetSegmentLib.core.options import Click  # noqa: E402
 from AttentionUNetSegmentLib.scene.click_point import ClickPoints, points_nodes_for  # noqa: E402
 from AttentionUNetSegmentLib.scene.click_worker import ClickWorkerClient  # noqa: E402
-from AttentionUNetSegmentLib.scene.interactive_mode import FIRST_CLICK_MESSAGE, ClickMode  # noqa: E402
+from AttentionUNetSegmentLib.scene.interactive_mode import (  # noqa: E402
+    EDITED_DROPPED_NOTE, EDITED_NOTE, FIRST_CLICK_MESSAGE, ClickMode)
 from AttentionUNetSegmentLib.scene.roles import MAX_GATE, MODULE_ATTRIBUTE  # noqa: E402
+from vtk.util import numpy_support  # noqa: E402
 from mrml_helpers import export_segment, labels_like, output_like, phantom_ct, terminology  # noqa: E402
 
 PANCREAS_TERMINOLOGY_CODE = "15776009"
@@ -161,7 +163,8 @@ def test_each_change_sends_the_whole_list_one_request_at_a_time(mode, mrml, ct_i
     count = len(client.clicks_requests)
     mode.poll()
     assert len(client.clicks_requests) == count           # nothing changed, nothing sent
-    assert all(r["start_segment"] is None and r["keep_start"] for r in client.clicks_requests)
+    assert all(r["start_segment"] is None for r in client.clicks_requests)
+    assert [r["keep_start"] for r in client.clicks_requests] == [False, True, True]
 
 
 def test_an_answer_gives_the_pancreas_segment_with_terminology_and_overlays(mode, mrml, ct_image):
@@ -195,7 +198,7 @@ def test_an_existing_segment_is_refined_not_thrown_away(mode, mrml, ct_image):
     b = _point(mode, exclude, (4, 0, 0))                  # an exclude click may come first here
     mode.poll()
     first = client.clicks_requests[-1]
-    assert first["clicks"] == (Click(b, False),) and first["keep_start"]
+    assert first["clicks"] == (Click(b, False),) and not first["keep_start"]
     assert np.array_equal(sitk.GetArrayViewFromImage(first["start_segment"]), sitk.GetArrayViewFromImage(edited))
     assert first["start_segment"].GetOrigin() == pytest.approx(ct_image.GetOrigin())
     client.answer(first, output_like(ct_image))
@@ -347,3 +350,60 @@ def test_leaving_does_not_stop_placing_into_the_users_own_node(mode, mrml):
     mode.cancel()
     assert selection.GetActivePlaceNodeID() == own.GetID()
     assert interaction.GetCurrentInteractionMode() == interaction.Place
+
+
+def _edit(mrml, mode, ct_image):
+    """What a Segment Editor effect does: new voxels for the segment (SetBinaryLabelmapToSegment)."""
+    segmentation = mrml.logic.segmentation_node_for(mode.ct)
+    edited = labels_like(ct_image, center=(8, 20, 12), radii=(3, 4, 4))
+    voxels = slicer.vtkSlicerSegmentationsModuleLogic.CreateOrientedImageDataFromVolumeNode(mode.ct)
+    voxels.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    numpy_support.vtk_to_numpy(voxels.GetPointData().GetScalars())[:] = sitk.GetArrayViewFromImage(edited).ravel()
+    slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
+        voxels, segmentation, "Pancreas", slicer.vtkSlicerSegmentationsModuleLogic.MODE_REPLACE)
+    return edited
+
+
+def test_an_edit_during_the_mode_is_refined_not_thrown_away(mode, mrml, ct_image):
+    client = _opened(mode).client
+    include, exclude = mode.points.nodes
+    _point(mode, include)
+    mode.poll()
+    client.answer(client.clicks_requests[-1], output_like(ct_image))
+    mode.poll()
+    segmentation = mrml.logic.segmentation_node_for(mode.ct)
+    segmentation.CreateClosedSurfaceRepresentation()         # display changes are not edits
+    segmentation.GetDisplayNode().SetOpacity(0.5)
+    assert mode.poll() is None
+    _point(mode, include, (0, 5, 0))
+    mode.poll()                                               # click 2 computed ...
+    edited = _edit(mrml, mode, ct_image)                      # ... while the user edits the segment
+    client.answer(client.clicks_requests[-1], output_like(ct_image, seed=3))
+    update = mode.poll()
+    assert update.note == EDITED_NOTE and update.applied is None   # not applied over the edit
+    exported = slicer.util.arrayFromVolume(export_segment(mrml, segmentation, mode.ct))
+    assert np.array_equal(exported > 0, sitk.GetArrayViewFromImage(edited) > 0)
+    request = client.clicks_requests[-1]                      # click 1 is in the edit; click 2 refines it
+    assert include.GetNumberOfControlPoints() == 1 and include.GetNthControlPointLabel(0) == "2"
+    assert request["clicks"] == mode.points.clicks() and len(request["clicks"]) == 1
+    assert np.array_equal(sitk.GetArrayViewFromImage(request["start_segment"]), sitk.GetArrayViewFromImage(edited))
+    client.answer(request, output_like(ct_image, seed=4))
+    assert mode.poll().applied is not None
+
+
+def test_an_edit_after_done_is_not_overwritten_by_the_last_answer(mode, mrml, ct_image):
+    client = _opened(mode).client
+    _point(mode, mode.points.include_node)
+    mode.poll()
+    client.answer(client.clicks_requests[-1], output_like(ct_image))
+    mode.poll()
+    _point(mode, mode.points.include_node, (0, 5, 0))
+    mode.poll()
+    mode.done()                                               # e.g. leaving for the Segment Editor
+    edited = _edit(mrml, mode, ct_image)
+    client.answer(client.clicks_requests[-1], output_like(ct_image, seed=5))
+    assert mode.poll().note == EDITED_DROPPED_NOTE
+    assert not mode.running and client.stopped
+    segmentation = mrml.logic.segmentation_node_for(mode.ct)
+    exported = slicer.util.arrayFromVolume(export_segment(mrml, segmentation, mode.ct))
+    assert np.array_equal(exported > 0, sitk.GetArrayViewFromImage(edited) > 0)
