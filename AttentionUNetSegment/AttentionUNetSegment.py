@@ -448,7 +448,8 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         """Leave the click mode keeping the segment (the last clicks are still answered)."""
         if self._clickMode is not None and self._clickMode.active:
             self._clickMode.done()
-            self.ui.clickToSegmentButton.checked = False
+            self._uncheckClickButton()
+            self._showStatus(_("Click mode ended; the segment is kept."))
             self._updateButtons()
 
     def onClickTimer(self) -> None:
