@@ -21,6 +21,7 @@ from AttentionUNetSegmentLib.files.resources import resources_folder
 from AttentionUNetSegmentLib.scene import (
     click_point,
     device_probe,
+    interactive_mode,
     models,
     processes,
     pytorch_install,
@@ -33,11 +34,7 @@ from AttentionUNetSegmentLib.scene.logic import (
     result_text,
 )
 from AttentionUNetSegmentLib.scene.roles import DEFAULT_OPACITY, MAX_GATE, NO_OVERLAY
-from slicer import (
-    vtkMRMLMarkupsFiducialNode,
-    vtkMRMLScalarVolumeNode,
-    vtkMRMLSegmentationNode,
-)
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
@@ -64,9 +61,10 @@ class AttentionUNetSegment(ScriptedLoadableModule):
         self.parent.contributors = ["AttentionUNetSegment contributors"]
         self.parent.helpText = _("""
 Pancreas segmentation on CT with a 3D Attention U-Net. Choose the CT and press <b>Segment</b>,
-or press <b>Click on pancreas</b> and click on the pancreas in a slice view to segment the region
-around the click. The result is a "Pancreas" segment (SNOMED CT 15776009) with its volume; the
-coefficients of every attention gate are shown as a colour overlay on the CT slices.
+or press <b>Click on pancreas</b> and click on the pancreas in a slice view (with <b>Exclude</b>:
+beside it); each click updates the segment; <b>Undo last click</b>, <b>Reset</b>, <b>Done</b>.
+The result is a "Pancreas" segment (SNOMED CT 15776009) with its volume; the coefficients of
+every attention gate are shown as a colour overlay on the CT slices.
 <p><b>The default model is trained on synthetic phantoms and is not for clinical use.</b></p>
 See the <a href="https://github.com/AttentionUNetSegment/SlicerAttentionUNetSegment#readme">documentation</a>.
 """)
@@ -91,7 +89,7 @@ class AttentionUNetSegmentParameterNode:
     then modelPath is the user's model file or folder. device: auto | cpu | cuda | mps.
     overlap: sliding-window overlap (quality). gate: overlay shown (a gate name, "max" or "none").
     opacity: overlay opacity. outputSegmentation: the result segmentation (re-used on re-runs).
-    pointNode: the click-to-segment point.
+    The click mode's points are found through the CT (scene/click_point.py), not kept here.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -102,7 +100,6 @@ class AttentionUNetSegmentParameterNode:
     gate: str = MAX_GATE
     opacity: Annotated[float, WithinRange(0.0, 1.0)] = DEFAULT_OPACITY
     outputSegmentation: vtkMRMLSegmentationNode
-    pointNode: vtkMRMLMarkupsFiducialNode
 
 
 class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -112,7 +109,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = self._parameterNode = self._parameterNodeGuiTag = None
-        self._job = self._jobVolume = self._deviceProbe = self._observedPointNode = None
+        self._job = self._jobVolume = self._deviceProbe = self._clickMode = None
         self._updatingGui, self._jobStartTime = False, 0.0
 
     def setup(self) -> None:
@@ -125,9 +122,12 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self._populateModelComboBox()
         self._populateDeviceComboBox(None)
         self.ui.progressBar.hide()
-        self._jobTimer, self._probeTimer = qt.QTimer(), qt.QTimer()
+        self._clickMode = interactive_mode.ClickMode(self.logic, slicer.app.applicationLogic(),
+                                                     work_root=slicer.app.temporaryPath)
+        self._jobTimer, self._probeTimer, self._clickTimer = qt.QTimer(), qt.QTimer(), qt.QTimer()
         for timer, milliseconds, slot in [(self._jobTimer, 100, self.onJobTimer),
-                                          (self._probeTimer, 300, self.onProbeTimer)]:
+                                          (self._probeTimer, 300, self.onProbeTimer),
+                                          (self._clickTimer, 100, self.onClickTimer)]:
             timer.setInterval(milliseconds)
             timer.connect("timeout()", slot)
 
@@ -138,6 +138,10 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         for widget, signal, slot in [
                 (self.ui.segmentButton, "clicked(bool)", self.onSegmentButton),
                 (self.ui.clickToSegmentButton, "toggled(bool)", self.onClickToSegmentToggled),
+                (self.ui.excludeButton, "toggled(bool)", lambda checked: self._clickMode.set_exclude(checked)),
+                (self.ui.undoButton, "clicked(bool)", lambda *args: self._clickMode.undo()),
+                (self.ui.resetButton, "clicked(bool)", lambda *args: self._clickMode.reset()),
+                (self.ui.doneButton, "clicked(bool)", self.onDoneButton),
                 (self.ui.modelComboBox, "currentIndexChanged(int)", self.onModelChanged),
                 (self.ui.modelPathLineEdit, "currentPathChanged(QString)", self.onModelChanged),
                 (self.ui.modelFolderButton, "clicked(bool)", self.onModelFolderButton),
@@ -159,10 +163,11 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         """The module is closing (or reloading): stop timers, processes and observers."""
         self._probeTimer.stop()
         self._jobTimer.stop()
+        self._clickTimer.stop()
         if self._deviceProbe is not None:
             self._deviceProbe.stop()
         self._cancelJob()
-        self._setPlaceMode(False)
+        self._clickMode.cancel()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -170,14 +175,17 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self._hideOverlaysFromInputSelector()
 
     def exit(self) -> None:
-        """Leaving the module: the GUI lets go of the parameter node (a running job still finishes)."""
-        self._setPlaceMode(False)
+        """Leaving the module: the GUI lets go of the parameter node (a running job still finishes);
+        the click mode ends as with Done (its observers and place mode would clash with other modules)."""
+        self.onDoneButton()
         if self._parameterNode and self._parameterNodeGuiTag is not None:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
 
     def onSceneStartClose(self, caller, event) -> None:
         self._cancelJob()
+        self._clickMode.cancel()
+        self._uncheckClickButton()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -223,17 +231,21 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             self._updatingGui = False
 
     def _updateButtons(self) -> None:
-        running = self._job is not None
+        running = self._job is not None or self._clickMode.busy
+        clicking = self._clickMode.active
         haveInput = self._parameterNode is not None and self._parameterNode.inputVolume is not None
         button = self.ui.segmentButton
-        button.text, button.enabled = (_("Cancel"), True) if running else (_("Segment"), haveInput)
+        button.text, button.enabled = (_("Cancel"), True) if running else (_("Segment"), haveInput and not clicking)
         button.toolTip = (_("Stop the segmentation; the scene is left as it was.") if running else
+                          _("Press Done to leave the click mode first.") if clicking else
                           _("Segment the pancreas on the whole CT.") if haveInput else _("Select an input CT first."))
-        self.ui.clickToSegmentButton.enabled = haveInput
+        self.ui.clickToSegmentButton.enabled = haveInput and self._job is None
+        for widget in (self.ui.excludeButton, self.ui.undoButton, self.ui.resetButton, self.ui.doneButton):
+            widget.enabled = clicking
         for widget in (self.ui.inputVolumeSelector, self.ui.modelComboBox, self.ui.modelPathLineEdit,
                        self.ui.modelFolderButton, self.ui.deviceComboBox, self.ui.overlapSliderWidget,
                        self.ui.outputSegmentationSelector):
-            widget.enabled = not running
+            widget.enabled = not running and not clicking
 
     def _hideOverlaysFromInputSelector(self) -> None:
         """Attention overlays are scalar volumes too, but not CTs: keep them out of the input list."""
@@ -288,30 +300,37 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             self._parameterNode.device = self.ui.deviceComboBox.currentData or "auto"
 
     def onSegmentButton(self) -> None:
-        if self._job is not None:
+        if self._job is not None or self._clickMode.busy:
             self._cancelJob()
+            self._clickMode.cancel()
+            self._uncheckClickButton()
             self._showStatus(_("Cancelled; the scene is unchanged."))
+            self._updateButtons()
             return
         self.startSegmentation()
 
-    def startSegmentation(self, pointWorldRas=None) -> None:
-        """Start a background job on the input CT (optionally around a clicked point)."""
+    def _readyToRun(self, image, volume) -> bool:
+        """The user's go-ahead for a CT that does not look like one, and PyTorch present."""
+        warnings = volumes.ct_warnings(image, volume.GetName())
+        if warnings and not slicer.util.confirmOkCancelDisplay(
+                _("This does not look like a CT in Hounsfield units:") + "\n\n" + "\n".join(warnings)
+                + "\n\n" + _("Segment anyway?"), windowTitle=_("Attention U-Net Segment")):
+            return False
+        return self.ensurePyTorch()
+
+    def startSegmentation(self) -> None:
+        """Start a background job on the whole input CT."""
         p = self._parameterNode
         try:
             volume = p.inputVolume if p else None
             volumes.check_input_volume(volume)
             modelPath = models.selected_model_path(p.model, p.modelPath)
             job = self.logic.create_job(volume, model_path=modelPath, device=p.device, overlap=p.overlap,
-                                        point_world_ras=pointWorldRas, work_root=slicer.app.temporaryPath)
+                                        work_root=slicer.app.temporaryPath)
         except (InputError, processes.PythonSlicerNotFound) as error:
             self._showError(str(error))
             return
-        warnings = volumes.ct_warnings(job.image, volume.GetName())
-        if warnings and not slicer.util.confirmOkCancelDisplay(
-                _("This does not look like a CT in Hounsfield units:") + "\n\n" + "\n".join(warnings)
-                + "\n\n" + _("Segment anyway?"), windowTitle=_("Attention U-Net Segment")):
-            return
-        if not self.ensurePyTorch():
+        if not self._readyToRun(job.image, volume):
             return
         if p.model == self.CUSTOM_MODEL:
             self.ui.modelPathLineEdit.addCurrentPathToHistory()
@@ -359,12 +378,16 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             logging.exception("AttentionUNetSegment: applying the result failed")
             self._showError(_("Could not show the result: {error}").format(error=error))
             return
-        seconds = time.perf_counter() - self._jobStartTime
+        self._showApplied(applied, time.perf_counter() - self._jobStartTime)
+
+    def _showApplied(self, applied, seconds, prefix="") -> None:
+        """A result in the scene (a Segment run's, or the click mode's): the Result line and the gates."""
+        p = self._parameterNode
         p.outputSegmentation = applied.segmentation_node
         if p.gate not in applied.overlay_nodes and p.gate != NO_OVERLAY:
             p.gate = MAX_GATE
         self._hideOverlaysFromInputSelector()
-        self.ui.resultLabel.text = result_text(applied, seconds)
+        self.ui.resultLabel.text = prefix + result_text(applied, seconds)
         self._showStatus(_("Done in {seconds:.1f} s.").format(seconds=seconds))
         self._populateGateComboBox()
 
@@ -396,45 +419,71 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         return ready
 
     def onClickToSegmentToggled(self, checked) -> None:
-        self._setPlaceMode(checked)
-        if checked:
-            self._showStatus(_("Click on the pancreas in a slice view."))
+        """On: the click mode (scene/interactive_mode.py) on the input CT; off: as Done."""
+        if not checked:
+            self.onDoneButton()
+            return
+        p = self._parameterNode
+        try:
+            volume = p.inputVolume if p else None
+            volumes.check_input_volume(volume)
+            modelPath = models.click_model_path(p.model, p.modelPath)
+            image = volumes.volume_node_to_image(volume)
+            ready = self._readyToRun(image, volume)
+            if ready:
+                self._clickMode.enter(volume, modelPath, p.device, p.outputSegmentation,
+                                      self.ui.excludeButton.checked, image=image)
+        except (InputError, processes.PythonSlicerNotFound, OSError, RuntimeError) as error:
+            self._showError(str(error))
+            ready = False
+        if not ready:
+            self._uncheckClickButton()
+        else:
+            self._clickTimer.start()
+            self._showStatus(_("Click on the pancreas in a slice view (Exclude: click beside it). "
+                               "Points can be moved; each change updates the segment."))
+        self._updateButtons()
 
-    def _pointNode(self):
-        node = self._parameterNode.pointNode
-        if node is None:
-            node = self._parameterNode.pointNode = click_point.create_point_node(slicer.mrmlScene, _("Pancreas click"))
-        if self._observedPointNode is not node:
-            if self._observedPointNode is not None:
-                self.removeObserver(self._observedPointNode, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
-                                    self.onPointPositionDefined)
-            self.addObserver(node, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self.onPointPositionDefined)
-            self._observedPointNode = node
-        return node
+    def onDoneButton(self, *args) -> None:
+        """Leave the click mode keeping the segment (the last clicks are still answered)."""
+        if self._clickMode is not None and self._clickMode.active:
+            self._clickMode.done()
+            self._uncheckClickButton()
+            self._showStatus(_("Click mode ended; the segment is kept."))
+            self._updateButtons()
 
-    def _setPlaceMode(self, enabled) -> None:
-        click_point.set_place_mode(slicer.app.applicationLogic(), self._pointNode() if enabled else None, enabled)
+    def onClickTimer(self) -> None:
+        p = self._parameterNode
+        update = self._clickMode.poll(p.gate, p.opacity) if p else self._clickMode.poll()
+        if update is not None and update.error:
+            self._showError(update.error, details=update.details)
+        elif update is not None and update.cleared:
+            self._showApplied(update.applied, update.seconds)
+            self.ui.resultLabel.text = _("No clicks: the segment is back as it was before them ({volumes}).").format(
+                volumes=", ".join(f"{name}: {ml:.1f} mL" for name, ml in update.applied.volume_ml.items()))
+        elif update is not None and update.applied is not None:
+            self._showApplied(update.applied, update.seconds, _("Clicks: {count}. ").format(count=update.clicks))
+        elif update is not None and update.note:
+            self._showStatus(update.note)
+        if not self._clickMode.running:
+            self._clickTimer.stop()
+        if not self._clickMode.active:
+            self._uncheckClickButton()
+        self._updateButtons()
+
+    def _uncheckClickButton(self) -> None:
+        """The button shows the mode; un-checked without its signal when the mode ended by itself."""
+        wasBlocked = self.ui.clickToSegmentButton.blockSignals(True)
+        self.ui.clickToSegmentButton.checked = False
+        self.ui.clickToSegmentButton.blockSignals(wasBlocked)
 
     def onInteractionModeChanged(self, caller, event) -> None:
-        """Un-check the click button when the user leaves place mode another way (Esc, toolbar)."""
-        if self.ui.clickToSegmentButton.checked and not click_point.is_placing(slicer.app.applicationLogic(),
-                                                                                self._observedPointNode):
-            wasBlocked = self.ui.clickToSegmentButton.blockSignals(True)
-            self.ui.clickToSegmentButton.checked = False
-            self.ui.clickToSegmentButton.blockSignals(wasBlocked)
-
-    @vtk.calldata_type(vtk.VTK_INT)
-    def onPointPositionDefined(self, caller, event, pointIndex=None) -> None:
-        """Runs inside the markups widget's PlacePoint, which uses the point's index after this
-        event: only note the point here and segment once the event has returned."""
-        pointId, positionWorld = click_point.placed_point(caller, pointIndex)
-        qt.QTimer.singleShot(0, lambda: self._segmentAroundPlacedPoint(caller, pointId, positionWorld))
-
-    def _segmentAroundPlacedPoint(self, node, pointId, positionWorld) -> None:
-        click_point.keep_only_point(node, pointId)
-        self.ui.clickToSegmentButton.checked = False
-        self._cancelJob()
-        self.startSegmentation(pointWorldRas=positionWorld)
+        """Place mode left another way (Esc, toolbar) during the click mode: say how to go on."""
+        mode = self._clickMode
+        if mode is not None and mode.active and not click_point.is_placing(
+                slicer.app.applicationLogic(), mode.points.exclude_node if mode.exclude else mode.points.include_node):
+            self._showStatus(_("Placing stopped: points can still be moved, Undo and Done still work; the "
+                               "Markups toolbar's place button (or toggling Exclude) places points again."))
 
     def _populateGateComboBox(self) -> None:
         combo = self.ui.gateComboBox

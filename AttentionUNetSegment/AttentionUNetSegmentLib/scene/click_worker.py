@@ -60,6 +60,7 @@ class ClickWorkerClient:
         self._answers: "queue.SimpleQueue[dict[str, Any]]" = queue.SimpleQueue()
         self._pending_log: "queue.SimpleQueue[tuple[int, str]]" = queue.SimpleQueue()
         self._next_id = 0
+        self._start_path: Optional[str] = None
         self._threads: list[threading.Thread] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -112,15 +113,18 @@ class ClickWorkerClient:
         return self._request(OPEN, lambda: sitk.WriteImage(image, str(path), useCompression=False),
                              ct=str(path), model=model_path, device=device, work_dir=str(self.work_dir))
 
-    def send_clicks(self, clicks: Sequence, start_segment=None) -> int:
+    def send_clicks(self, clicks: Sequence, start_segment=None, keep_start: bool = False) -> int:
         """The segmentation for exactly `clicks` ((point_ras, include) pairs or core Clicks), from
-        `start_segment` (a labelmap the user edited; the clicks then count from it)."""
-        prepare, start = (lambda: None), None
+        `start_segment` (a labelmap the user edited; the clicks then count from it). With
+        `keep_start`, the start segment of the previous request is named again: the worker starts
+        over whenever the named start changes, so later clicks on the same start must name it."""
+        prepare, start = (lambda: None), (self._start_path if keep_start else None)
         if start_segment is not None:
             start = str(self.work_dir / f"{self._next_id + 1}-{START_FILE}")
             import SimpleITK as sitk
 
             prepare = lambda: sitk.WriteImage(start_segment, start, useCompression=True)  # noqa: E731
+        self._start_path = start
         return self._request(CLICKS, prepare, clicks=clicks_payload(clicks), start_labelmap=start)
 
     # -- threads -----------------------------------------------------------------------------

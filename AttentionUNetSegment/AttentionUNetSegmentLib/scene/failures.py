@@ -36,3 +36,9 @@ def describe_failure(returncode: Optional[int], stderr_lines: Sequence[str]) -> 
         return (f"the segmentation process stopped unexpectedly (signal {-returncode}); "
                 "the computer may have run out of memory")
     return f"the segmentation process failed (exit code {returncode})"
+
+
+def describe_worker_failure(error: str, log_lines: Sequence[str]) -> str:
+    """One line for the user when the click worker itself failed (it died, or could not start):
+    a known cause from its log (PyTorch missing, GPU memory), else the client's line."""
+    return _known_cause("\n".join(log_lines).lower()) or error

@@ -132,9 +132,10 @@ class AttentionUNetSegmentSceneLogic:
         try:
             segmentation_node = nodes.update_segmentation(scene, self.segmentations_logic, volume_node,
                                                           labels_zyx, labels, segmentation_node)
+            # A result without maps (the click mode's "no clicks left") leaves the overlays alone.
             overlay_nodes = nodes.update_overlays(
                 scene, volume_node, output.attention,
-                lambda node: display.configure_overlay_display(scene, node, color_node))
+                lambda node: display.configure_overlay_display(scene, node, color_node)) if output.attention else {}
         finally:
             scene.EndState(scene.BatchProcessState)
         # Outside the batch: Slicer's subject hierarchy plugins create items for new nodes on add.

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..core.errors import InputError
-from ..files.resources import DEFAULT_MODEL_NAME, bundled_model_paths, resources_folder
+from ..files.resources import DEFAULT_MODEL_NAME, bundled_model_paths, default_model_path, resources_folder
 
 #: The model choice that means "the path in the model path field".
 CUSTOM_MODEL = "custom"
@@ -32,6 +32,18 @@ def selected_model_path(model: str, model_path: str, resources: Optional[Path] =
     folder = (resources or resources_folder()) / "Models"
     raise InputError(folder / (model or DEFAULT_MODEL_NAME),
                      "bundled model is missing; reinstall the extension or choose a model file")
+
+
+def click_model_path(model: str, model_path: str, resources: Optional[Path] = None) -> str:
+    """The model the click mode runs: the bundled click model when the choice is the bundled default
+    (which has no click channels), else the chosen model. A chosen model without click channels is
+    refused by the click worker with one line; the mode never falls back to another model."""
+    if model in ("", DEFAULT_MODEL_NAME):
+        path = default_model_path(resources, clicks=True)
+        if not path.is_file():
+            raise InputError(path, "bundled click model is missing; reinstall the extension or choose a model file")
+        return str(path)
+    return selected_model_path(model, model_path, resources)
 
 
 def model_choices(resources: Optional[Path] = None) -> list[tuple[str, str]]:

@@ -190,3 +190,32 @@ def place_in_subject_hierarchy(scene, volume_node, segmentation_node, overlay_no
         for name in [MAX_GATE] + sorted(n for n in overlay_nodes if n != MAX_GATE):
             if name in overlay_nodes:
                 put(overlay_nodes[name], folder)
+
+
+def segment_labelmap(scene, segmentations_logic, segmentation_node, segment_id: str, volume_node):
+    """The segment `segment_id` as a 0/1 SimpleITK labelmap on the CT's grid, or None when the
+    segmentation has no such segment or it is empty (what the click mode refines from)."""
+    if segmentation_node is None or segmentation_node.GetSegmentation().GetSegment(segment_id) is None:
+        return None
+    from .volumes import array_view, volume_geometry_lps
+
+    ids = vtk.vtkStringArray()
+    ids.InsertNextValue(segment_id)
+    labelmap_node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "AttentionUNetSegment temporary")
+    try:
+        if not segmentations_logic.ExportSegmentsToLabelmapNode(segmentation_node, ids, labelmap_node, volume_node):
+            raise RuntimeError(f"exporting segment {segment_id} failed")
+        if labelmap_node.GetImageData() is None:
+            return None
+        # The export lies on the CT's grid; volume_node_to_image would refuse a labelmap node.
+        array = (array_view(labelmap_node) > 0).astype(np.uint8)
+        origin, spacing, direction = volume_geometry_lps(labelmap_node)
+    finally:
+        scene.RemoveNode(labelmap_node)
+    if not array.any():
+        return None
+    image = sitk.GetImageFromArray(array)
+    image.SetOrigin(origin)
+    image.SetSpacing(spacing)
+    image.SetDirection(direction)
+    return image

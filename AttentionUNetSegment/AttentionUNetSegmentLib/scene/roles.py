@@ -12,9 +12,16 @@ SEGMENTATION_ROLE = "AttentionUNetSegment.Segmentation"
 OVERLAY_ROLE_PREFIX = "AttentionUNetSegment.Attention."
 #: Node attributes that mark our nodes.
 GATE_ATTRIBUTE = "AttentionUNetSegment.Gate"
-MODULE_ATTRIBUTE = "AttentionUNetSegment.Output"      # "segmentation" or "attention"
+MODULE_ATTRIBUTE = "AttentionUNetSegment.Output"      # "segmentation", "attention", "include/exclude points"
 OVERLAY_MARK = "attention"
 COLOR_TABLE_ATTRIBUTE = "AttentionUNetSegment.ColorTable"
+#: The click mode's two markups nodes of a CT (node reference roles on the CT), their marks
+#: (MODULE_ATTRIBUTE) and the attribute holding each point's click number (click_point.py).
+INCLUDE_POINTS_ROLE = "AttentionUNetSegment.IncludePoints"
+EXCLUDE_POINTS_ROLE = "AttentionUNetSegment.ExcludePoints"
+INCLUDE_POINTS_MARK = "include points"
+EXCLUDE_POINTS_MARK = "exclude points"
+CLICK_ORDER_ATTRIBUTE = "AttentionUNetSegment.ClickOrder"
 #: Overlay choices besides the gate names.
 MAX_GATE = "max"
 NO_OVERLAY = "none"

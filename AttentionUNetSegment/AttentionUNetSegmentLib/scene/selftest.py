@@ -18,6 +18,7 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
+from ..files.resources import default_model_path
 from . import processes
 from .job import CANCELLED, FAILED, RUNNING, SUCCEEDED
 from .pytorch_install import torch_found_in
@@ -145,6 +146,51 @@ def broken_model_gives_one_line(case, logic, wait, broken_path: str) -> None:
     case.assertEqual(logic.scene.GetNumberOfNodes(), count)
 
 
+def click_mode_end_to_end(case, logic, model_path: str, timeout_s: float = 300.0) -> None:
+    """The click mode with the bundled click model: an include click, an exclude click, Undo, Done;
+    afterwards a point placed into the mode's node starts nothing (issue 19)."""
+    from .interactive_mode import ClickMode
+
+    volume = add_synthetic_ct(logic.scene)
+    app_logic = slicer.app.applicationLogic()
+    mode = ClickMode(logic, app_logic, work_root=slicer.app.temporaryPath)
+
+    def answered(count: int):
+        start = time.perf_counter()
+        while True:
+            update = mode.poll()
+            case.assertFalse(update is not None and update.error, update and update.error)
+            if update is not None and update.applied is not None:
+                case.assertEqual(update.clicks, count)
+                return update
+            slicer.app.processEvents()
+            time.sleep(0.05)
+            case.assertLess(time.perf_counter() - start, timeout_s, "the click worker did not answer")
+
+    try:
+        mode.enter(volume, model_path, "cpu")
+        include, exclude = mode.points.nodes
+        case.assertEqual(app_logic.GetSelectionNode().GetActivePlaceNodeID(), include.GetID())
+        include.AddControlPoint(vtk.vtkVector3d(-88.0, -88.0, 32.0))      # the ball's centre (RAS)
+        segment = answered(1).applied.segmentation_node.GetSegmentation().GetSegment("Pancreas")
+        terminology = vtk.reference("")
+        segment.GetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), terminology)
+        case.assertIn("15776009", str(terminology))
+        case.assertTrue(logic.overlay_nodes_for(volume))
+        exclude.AddControlPoint(vtk.vtkVector3d(-150.0, -150.0, 32.0))    # in the air
+        answered(2)
+        case.assertTrue(mode.undo())
+        answered(1)
+        mode.done()
+        case.assertFalse(mode.running)
+        case.assertNotEqual(app_logic.GetSelectionNode().GetActivePlaceNodeID(), include.GetID())
+        include.AddControlPoint(vtk.vtkVector3d(-92.0, -88.0, 32.0))
+        case.assertIsNone(mode.poll())
+        case.assertEqual(include.GetNumberOfControlPoints(), 2)
+    finally:
+        mode.cancel()
+
+
 def wait_for(job, timeout_s: float = 600.0, until_progress: bool = False):
     """Let Slicer process events (the GUI stays responsive) until the job ends, or first reports
     progress with `until_progress`; AssertionError after `timeout_s`."""
@@ -177,4 +223,7 @@ def run_self_test(case, logic, clear_scene) -> None:
         clear_scene()
         case.delayDisplay("A broken model file gives a one-line message")
         broken_model_gives_one_line(case, logic, wait_for, os.path.join(folder, "broken.pt"))
+    clear_scene()
+    case.delayDisplay("Click mode with the bundled click model: include, exclude, Undo, Done")
+    click_mode_end_to_end(case, logic, str(default_model_path(clicks=True)))
     case.delayDisplay("Test passed")

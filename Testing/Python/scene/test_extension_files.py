@@ -215,8 +215,7 @@ def test_ui_parameter_names_are_parameter_node_fields():
     assert bound, "no widget is bound to the parameter node"
     fields = _parameter_fields()
     assert set(bound.values()) <= fields, (bound, fields)
-    assert {"inputVolume", "modelPath", "device", "overlap", "gate", "opacity", "outputSegmentation",
-            "pointNode"} <= fields
+    assert {"inputVolume", "modelPath", "device", "overlap", "gate", "opacity", "outputSegmentation"} <= fields
 
 
 def test_ui_file_is_qt_designer_xml_with_translatable_strings_marked():

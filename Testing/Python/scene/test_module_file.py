@@ -1,7 +1,6 @@
 """The module file outside Slicer (Qt side faked, see module_fakes.py; scene, markups, VTK
 observers, jobs and processes real): the self-test, in this process and in a Python that cannot
-import torch; the widget's flows; click-to-segment through a real markups node, handled after the
-placement event; cleanup. It cannot show that real Qt widgets behave like the fakes: docs/slicer.md
+import torch; the widget's flows; cleanup (the click mode: test_module_click_mode.py). It cannot show that real Qt widgets behave like the fakes: docs/slicer.md
 lists what to check by hand in Slicer."""
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from AttentionUNetSegmentLib.scene import device_probe, processes  # noqa: E402
 from AttentionUNetSegmentLib.scene.job import CANCELLED  # noqa: E402
 from AttentionUNetSegmentLib.scene.roles import MAX_GATE, NO_OVERLAY  # noqa: E402
 from AttentionUNetSegmentLib.scene.selftest import SKIP_MESSAGE  # noqa: E402
-from module_fakes import UI_FILE, FakeTimer, load_module_file, run_pending_single_shots  # noqa: E402
+from module_fakes import UI_FILE, FakeTimer, load_module_file  # noqa: E402
 from torch_blocker import write_torch_blocker  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -209,47 +208,6 @@ def test_widget_errors_are_one_line_and_leave_the_scene_alone(widget, module_fil
     _drive(widget)
     assert "Pancreas: 0.0 mL" in ui.resultLabel.text
     assert "Nothing was found for Pancreas: the segment is empty" in ui.resultLabel.text
-
-
-def test_click_is_handled_after_the_placement_event_returns(widget, module_file, mrml, tiny_model_path):
-    """Driven through a real vtkMRMLMarkupsFiducialNode: the point is added and its position defined
-    (PointPositionDefinedEvent with the point's index as call data) as the markups widget's
-    PlacePoint does, which still uses that index afterwards. Nothing may happen inside the event."""
-    ui, p, ct = widget.ui, widget._parameterNode, widget.ct
-    _use_model(widget, tiny_model_path)
-    p.device, p.overlap = "cpu", 0.0
-    ui.clickToSegmentButton.checked = True
-    widget.onClickToSegmentToggled(True)
-    point_node = p.pointNode
-    assert module_file.fakes.interaction.GetCurrentInteractionMode() == module_file.fakes.interaction.Place
-    assert module_file.fakes.selection.GetActivePlaceNodeID() == point_node.GetID()
-    bounds = [0.0] * 6
-    ct.GetRASBounds(bounds)
-    earlier = point_node.AddControlPoint(vtk.vtkVector3d(bounds[0] + 1, bounds[2] + 1, bounds[4] + 1))
-    run_pending_single_shots()                                  # an earlier click, already handled
-    _drive(widget)
-    assert point_node.GetNumberOfControlPoints() == 1 and earlier == 0
-
-    centre = [(bounds[0] + bounds[1]) / 2, (bounds[2] + bounds[3]) / 2, (bounds[4] + bounds[5]) / 2]
-    ui.clickToSegmentButton.checked = True
-    old_id = point_node.GetNthControlPointID(0)
-    index = point_node.AddControlPoint(vtk.vtkVector3d(*centre))       # the click: PlacePoint's event
-    # Back in PlacePoint: its index still names the new point, nothing was removed or started.
-    assert index == 1 and point_node.GetNumberOfControlPoints() == 2
-    assert point_node.GetNthControlPointPositionWorld(index) == pytest.approx(centre)
-    point_node.GetDisplayNode().SetActiveControlPoint(index)
-    assert widget._job is None and not module_file.fakes.errors and not module_file.fakes.confirmations
-    new_id = point_node.GetNthControlPointID(index)
-
-    assert run_pending_single_shots() == 1                            # the event loop, after the event
-    assert point_node.GetNumberOfControlPoints() == 1
-    assert point_node.GetNthControlPointID(0) == new_id != old_id     # the newest point is the one kept
-    assert not ui.clickToSegmentButton.checked
-    command = widget._job.command()
-    point = [float(v) for v in next(a for a in command if a.startswith("--point="))[len("--point="):].split(",")]
-    assert point == pytest.approx(centre, abs=1e-3)               # 6 significant digits on the command line
-    _drive(widget)
-    assert "Pancreas:" in ui.resultLabel.text
 
 
 def test_folder_button_and_cleanup_stop_timers_and_processes(widget, module_file, tmp_path):
