@@ -72,13 +72,26 @@ def configure_overlay_display(scene, node, color_node) -> None:
     display.EndModify(was_modifying)
 
 
-def show_segmentation(segmentation_node) -> None:
-    """2D fill and outline, and the 3D surface as the "Show 3D" button makes it."""
+def show_segmentation(segmentation_node, surface: bool = True) -> None:
+    """2D fill and outline, and (with `surface`) the 3D surface as the "Show 3D" button makes it."""
     display = segmentation_node.GetDisplayNode()
     if display is not None:
         display.SetVisibility(True)
         display.SetVisibility2DFill(True)
         display.SetVisibility2DOutline(True)
+    if surface:
+        show_surface(segmentation_node)
+
+
+def drop_surface(segmentation_node) -> None:
+    """Remove the 3D surface: while it exists, Slicer rebuilds it after every change of the voxels
+    (0.2 s on a 512x512 CT), which the click mode cannot afford after every click."""
+    if segmentation_node is not None:
+        segmentation_node.RemoveClosedSurfaceRepresentation()
+
+
+def show_surface(segmentation_node) -> None:
+    """The 3D surface, as the "Show 3D" button makes it."""
     # Needs the surface converters (registered by the segmentations logic); skipped where missing.
     try:
         segmentation_node.CreateClosedSurfaceRepresentation()

