@@ -113,7 +113,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         VTKObservationMixin.__init__(self)
         self.logic = self._parameterNode = self._parameterNodeGuiTag = None
         self._job = self._jobVolume = self._deviceProbe = self._observedPointNode = None
-        self._updatingGui, self._jobStartTime = False, 0.0
+        self._updatingGui, self._jobStartTime, self._followedInput = False, 0.0, None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -196,6 +196,8 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
                 self._parameterNodeGuiTag = None
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGuiFromParameterNode)
         self._parameterNode = inputParameterNode
+        # The output follows the input from the next change on; a restored scene keeps its choice.
+        self._followedInput = inputParameterNode.inputVolume if inputParameterNode else None
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGuiFromParameterNode)
@@ -208,6 +210,9 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self._updatingGui = True
         try:
             p = self._parameterNode
+            if p.inputVolume is not self._followedInput:  # one result per CT: show this CT's own
+                self._followedInput = p.inputVolume
+                p.outputSegmentation = self.logic.segmentation_node_for(p.inputVolume)
             combo = self.ui.modelComboBox
             index = combo.findData(p.model) if p.model else 0  # "" = the default, listed first
             combo.setCurrentIndex(index if index >= 0 else combo.findData(self.CUSTOM_MODEL))

@@ -85,6 +85,10 @@ class AttentionUNetSegmentSceneLogic:
     def segmentation_node_for(self, volume_node):
         return nodes.segmentation_node_for(volume_node)
 
+    def output_segmentation_for(self, volume_node, chosen=None):
+        """The segmentation a run on `volume_node` updates: `chosen` unless it is another CT's result."""
+        return nodes.output_segmentation_for(volume_node, chosen)
+
     def overlay_nodes_for(self, volume_node) -> dict[str, Any]:
         return nodes.overlay_nodes_for(volume_node)
 
@@ -118,7 +122,8 @@ class AttentionUNetSegmentSceneLogic:
         """Put `output` into the scene as one batch: segmentation + overlay nodes of `volume_node`.
 
         Re-uses the nodes of a previous run (found through node references on the CT, or the given
-        `segmentation_node`), so re-runs never duplicate nodes. Raises InputError, before touching
+        `segmentation_node` unless it is another CT's result), so re-runs never duplicate nodes and
+        one CT's run never overwrites another CT's result. Raises InputError, before touching
         the scene, if the labelmap does not lie on the CT's grid. Attention maps may lie on any grid.
         """
         self._check_output(volume_node, output)

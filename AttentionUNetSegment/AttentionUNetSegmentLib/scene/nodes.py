@@ -42,6 +42,23 @@ def segmentation_node_for(volume_node):
     return volume_node.GetNodeReference(SEGMENTATION_ROLE) if volume_node is not None else None
 
 
+def output_segmentation_for(volume_node, chosen=None):
+    """The segmentation a run on `volume_node` writes into (None: a new one is made).
+
+    One result per CT: the chosen node (the module's output selector) only when it is no other
+    CT's result. The module keeps its last output selected, so after switching the input CT the
+    chosen node is often the previous CT's result, which a run on this CT must never overwrite.
+    """
+    scene = volume_node.GetScene()
+    if chosen is None or chosen.GetScene() is not scene or scene is None:
+        return segmentation_node_for(volume_node)
+    for index in range(scene.GetNumberOfNodes()):
+        other = scene.GetNthNode(index)
+        if other is not volume_node and other.GetNodeReference(SEGMENTATION_ROLE) is chosen:
+            return segmentation_node_for(volume_node)
+    return chosen
+
+
 def overlay_nodes_for(volume_node) -> dict[str, Any]:
     """Gate name (and MAX_GATE) -> overlay volume node, through the CT's node references."""
     nodes: dict[str, Any] = {}
@@ -82,9 +99,9 @@ def _import_labels(scene, segmentations_logic, volume_node, segmentation_node,
 
 def update_segmentation(scene, segmentations_logic, volume_node, labels_zyx: np.ndarray,
                         labels: list[dict], segmentation_node=None):
-    """Fill (or create) the CT's segmentation node with `labels_zyx`; names, colours, terminology."""
-    if segmentation_node is None or segmentation_node.GetScene() is not scene:
-        segmentation_node = segmentation_node_for(volume_node)
+    """Fill (or create) the CT's segmentation node with `labels_zyx`; names, colours, terminology.
+    `segmentation_node`: the user's choice, used as `output_segmentation_for` decides."""
+    segmentation_node = output_segmentation_for(volume_node, segmentation_node)
     if segmentation_node is None:
         segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{volume_node.GetName()} pancreas")
     segmentation_node.SetAttribute(MODULE_ATTRIBUTE, "segmentation")

@@ -270,3 +270,18 @@ def test_folder_button_and_cleanup_stop_timers_and_processes(widget, module_file
     widget.cleanup()                                                  # Reload, or Slicer closing
     assert not widget._probeTimer.active and not widget._jobTimer.active and stopped == [True]
     assert all(not timer.active for timer in FakeTimer.instances)
+
+
+def test_output_segmentation_follows_the_input_ct(widget, mrml, small_ct):
+    """Issue 19, defect 1 (the module's half): switching the input CT shows that CT's own result
+    (none yet for a new CT) instead of keeping the previous CT's segmentation as the output."""
+    from mrml_helpers import output_like
+
+    p, ct = widget._parameterNode, widget.ct
+    applied = widget.logic.apply_result(ct, output_like(small_ct))
+    p.outputSegmentation = applied.segmentation_node          # as the module does after a run
+    ct2 = mrml.add_ct(small_ct, name="CT 2")
+    p.inputVolume = ct2
+    assert p.outputSegmentation is None
+    p.inputVolume = ct
+    assert p.outputSegmentation is applied.segmentation_node
