@@ -133,8 +133,11 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent,
-                         lambda caller, event: self._hideOverlaysFromInputSelector())
+        # Overlays are recognised by their attribute whenever the scene's volumes change (IDs
+        # restart after Close Scene, and scripts or loaded scenes add overlays too).
+        for event in (slicer.mrmlScene.NodeAddedEvent, slicer.mrmlScene.NodeRemovedEvent,
+                      slicer.mrmlScene.EndImportEvent, slicer.mrmlScene.EndBatchProcessEvent):
+            self.addObserver(slicer.mrmlScene, event, self.onSceneNodesChanged)
         for widget, signal, slot in [
                 (self.ui.segmentButton, "clicked(bool)", self.onSegmentButton),
                 (self.ui.clickToSegmentButton, "toggled(bool)", self.onClickToSegmentToggled),
@@ -181,8 +184,13 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
+        self._hideOverlaysFromInputSelector()
         if self.parent.isEntered:
             self.initializeParameterNode()
+
+    def onSceneNodesChanged(self, caller, event) -> None:
+        if not slicer.mrmlScene.IsBatchProcessing():  # EndBatchProcess/EndImport follow: once then
+            self._hideOverlaysFromInputSelector()
 
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())

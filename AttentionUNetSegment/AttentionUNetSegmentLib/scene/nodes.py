@@ -159,6 +159,17 @@ def _fill_overlay(node, name: str, attention: dict[str, sitk.Image]) -> None:
     voxels_modified(node)
 
 
+def _add_marked_node(scene, class_name: str, name: str, attributes: dict[str, str]):
+    """A new node that carries its attributes before it enters the scene, so that whoever
+    observes NodeAddedEvent (the module's input list) already sees what it is."""
+    node = scene.CreateNodeByClass(class_name)
+    node.UnRegister(None)  # the Python object holds the reference (as slicer.util does)
+    node.SetName(name)
+    for key, value in attributes.items():
+        node.SetAttribute(key, value)
+    return scene.AddNode(node)
+
+
 def update_overlays(scene, volume_node, attention: dict[str, sitk.Image], configure_display) -> dict[str, Any]:
     """One overlay volume per gate plus MAX_GATE, re-using the CT's earlier ones; stale ones removed.
 
@@ -171,7 +182,8 @@ def update_overlays(scene, volume_node, attention: dict[str, sitk.Image], config
         node = existing.pop(name, None)
         if node is None:
             title = "attention max over gates" if name == MAX_GATE else f"attention {name}"
-            node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", f"{volume_node.GetName()} {title}")
+            node = _add_marked_node(scene, "vtkMRMLScalarVolumeNode", f"{volume_node.GetName()} {title}",
+                                    {MODULE_ATTRIBUTE: OVERLAY_MARK, GATE_ATTRIBUTE: name})
             volume_node.SetNodeReferenceID(OVERLAY_ROLE_PREFIX + name, node.GetID())
         node.SetAttribute(GATE_ATTRIBUTE, name)
         node.SetAttribute(MODULE_ATTRIBUTE, OVERLAY_MARK)

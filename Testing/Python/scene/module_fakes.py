@@ -219,7 +219,8 @@ def _fake_scripted_loadable_module(mrml, state):
             self._parameterNode = None
 
         def getParameterNode(self):
-            if self._parameterNode is None:
+            # As Slicer: the scene's parameter node, a new one after Close Scene removed it.
+            if self._parameterNode is None or self._parameterNode.GetScene() is not mrml.scene:
                 self._parameterNode = mrml.scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode")
             return self._parameterNode
 

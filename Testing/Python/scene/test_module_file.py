@@ -285,3 +285,36 @@ def test_output_segmentation_follows_the_input_ct(widget, mrml, small_ct):
     assert p.outputSegmentation is None
     p.inputVolume = ct
     assert p.outputSegmentation is applied.segmentation_node
+
+
+def _offered_inputs(widget, mrml) -> list[str]:
+    """The volumes the Input CT selector lists: scalar volumes whose ID the proxy does not hide."""
+    from AttentionUNetSegmentLib.scene.roles import collection_items
+
+    hidden = set(widget.ui.inputVolumeSelector.proxy.hiddenNodeIDs)
+    return [node.GetName() for node in collection_items(mrml.scene.GetNodesByClass("vtkMRMLScalarVolumeNode"))
+            if node.GetID() not in hidden]
+
+
+def test_new_cts_are_offered_after_close_scene(widget, mrml, small_ct):
+    """Issue 19, defect 2: node IDs restart after Close Scene; CTs loaded afterwards must not be
+    hidden because they got the IDs the previous scene's overlays had."""
+    from mrml_helpers import output_like
+
+    widget.logic.apply_result(widget.ct, output_like(small_ct))
+    widget._hideOverlaysFromInputSelector()                      # as after the module's own run
+    assert _offered_inputs(widget, mrml) == ["CT"]
+    mrml.scene.Clear(0)                                          # File > Close Scene
+    for name in ("CT A", "CT B", "CT C"):
+        mrml.add_ct(small_ct, name=name, study=False)
+    assert _offered_inputs(widget, mrml) == ["CT A", "CT B", "CT C"]
+
+
+def test_overlays_made_outside_the_module_are_not_offered(widget, mrml, small_ct):
+    """Issue 19, defect 10: overlays are recognised by their node attribute whenever they appear
+    (a script's run, a scene loaded), not only by the IDs the module noted after its own runs."""
+    from mrml_helpers import output_like
+
+    ct2 = mrml.add_ct(small_ct, name="CT 2")
+    widget.logic.apply_result(ct2, output_like(small_ct))        # a script, not the module's button
+    assert _offered_inputs(widget, mrml) == ["CT", "CT 2"]
