@@ -105,16 +105,19 @@ def kill_process_tree(process: subprocess.Popen, force: bool = True) -> None:
         pass  # the group is gone already
 
 
-def stop_process_tree(process: subprocess.Popen, grace_s: float = 1.0) -> bool:
-    """Stop `process` and its descendants; True when the process has ended.
+def stop_process_tree(process: subprocess.Popen, grace_s: float = 1.0, already_asked: bool = False) -> bool:
+    """Stop `process` and its descendants; True when the process has ended. Blocks up to
+    `grace_s` + 5 s: call it off the GUI thread.
 
-    POSIX: SIGTERM to the group, SIGKILL to the group after `grace_s` (also when the launcher
-    itself ended: a child may ignore SIGTERM). Windows: the tree is killed at once.
+    POSIX: SIGTERM to the group (unless `already_asked`), SIGKILL to the group after `grace_s`
+    (also when the launcher itself ended: a child may ignore SIGTERM). Windows: the tree is
+    killed at once.
     """
     if is_windows():
         kill_process_tree(process, force=True)
     else:
-        kill_process_tree(process, force=False)
+        if not already_asked:
+            kill_process_tree(process, force=False)
         try:
             process.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:

@@ -121,8 +121,9 @@ def cancel_leaves_scene_unchanged(case, logic, wait_for_progress, model_path: st
     case.assertEqual(job.poll().state, RUNNING)
     start = time.perf_counter()
     job.cancel()
-    case.assertLess(time.perf_counter() - start, 2.0)
+    case.assertLess(time.perf_counter() - start, 1.0)        # returns at once; the stopping goes on
     case.assertEqual(job.poll().state, CANCELLED)
+    case.assertTrue(job.wait_stopped(10.0), "the process or the work folder outlived the cancel")
     case.assertIsNotNone(job.process.poll(), "the segmentation process still runs")
     case.assertFalse(job.work_dir.exists())
     case.assertRaises(RuntimeError, job.result)

@@ -160,7 +160,8 @@ def test_widget_flows_segment_cancel_errors_overlays(widget, module_file, mrml, 
     widget.onSegmentButton()
     job = widget._job
     widget.onSegmentButton()
-    assert widget._job is None and job.poll().state == CANCELLED and not job.work_dir.exists()
+    assert widget._job is None and job.poll().state == CANCELLED
+    assert job.wait_stopped(timeout=10) and not job.work_dir.exists()
     assert ui.statusLabel.text.startswith("Cancelled") and ui.segmentButton.text == "Segment"
     assert mrml.node_ids() == ids
 
