@@ -18,15 +18,9 @@ import vtk
 from AttentionUNetSegmentLib.core.errors import InputError
 from AttentionUNetSegmentLib.core.options import DEFAULT_OVERLAP
 from AttentionUNetSegmentLib.files.resources import resources_folder
-from AttentionUNetSegmentLib.scene import (
-    click_point,
-    device_probe,
-    models,
-    processes,
-    pytorch_install,
-    selftest,
-    volumes,
-)
+# Only light modules at load: Slicer imports every module file at start-up. The scene modules
+# that load numpy and SimpleITK (volumes, selftest) are imported where they are first used.
+from AttentionUNetSegmentLib.scene import click_point, device_probe, models, processes, pytorch_install
 from AttentionUNetSegmentLib.scene.job import FAILED, RUNNING, SUCCEEDED
 from AttentionUNetSegmentLib.scene.logic import (
     AttentionUNetSegmentSceneLogic,
@@ -193,6 +187,8 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             self._hideOverlaysFromInputSelector()
 
     def initializeParameterNode(self) -> None:
+        from AttentionUNetSegmentLib.scene import volumes
+
         self.setParameterNode(self.logic.getParameterNode())
         if not self._parameterNode.inputVolume:
             self._parameterNode.inputVolume = volumes.volume_shown_in_slice_views(slicer.mrmlScene)
@@ -309,6 +305,8 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
 
     def startSegmentation(self, pointWorldRas=None) -> None:
         """Start a background job on the input CT (optionally around a clicked point)."""
+        from AttentionUNetSegmentLib.scene import volumes
+
         p = self._parameterNode
         try:
             volume = p.inputVolume if p else None
@@ -511,4 +509,6 @@ class AttentionUNetSegmentTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
+        from AttentionUNetSegmentLib.scene import selftest
+
         selftest.run_self_test(self, AttentionUNetSegmentLogic(), self.setUp)

@@ -28,15 +28,16 @@ import traceback
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
-
-import SimpleITK as sitk
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from ..core.options import DEFAULT_OVERLAP
 from ..service.contract import ENGINE_MODULE, INPUT_FILE, JobSettings, read_progress_line, segment_arguments
 from . import processes
 from .failures import describe_failure
 from .results import SegmentationOutput, load_output_files
+
+if TYPE_CHECKING:  # SimpleITK is imported when a job runs, not when Slicer loads the module
+    import SimpleITK as sitk
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +167,8 @@ class SegmentationJob:
     def _run(self) -> None:
         """Reader thread: write the input, run the command, read its stderr, then the results."""
         try:
+            import SimpleITK as sitk
+
             assert self.work_dir is not None
             sitk.WriteImage(self.image, str(self.work_dir / INPUT_FILE), useCompression=False)
             process = self._launch()

@@ -6,20 +6,20 @@
 
 Nothing touches the scene until a job has succeeded: cancel and failure leave it as it was.
 The module's Logic class is this class on `slicer.mrmlScene`; tests give their own scene.
+
+Slicer imports the module file, and so this file, at start-up: numpy, SimpleITK and the modules
+that need them (volumes, nodes, display) are imported inside the methods, on first use.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-import numpy as np
-import SimpleITK as sitk
 import slicer
 
 from ..core.errors import InputError
 from ..core.options import DEFAULT_OVERLAP
-from . import display, nodes
 from .job import SegmentationJob
 from .results import SegmentationOutput, default_labels
 from .roles import (
@@ -29,12 +29,9 @@ from .roles import (
     collection_items,
     is_attention_overlay,
 )
-from .volumes import (
-    check_input_volume,
-    image_matches_volume_grid,
-    volume_node_to_image,
-    world_to_volume_ras,
-)
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass
@@ -46,6 +43,8 @@ class AppliedResult:
 
 
 def _volumes_ml(labels_zyx: np.ndarray, labels: list[dict], spacing: Sequence[float]) -> dict[str, float]:
+    import numpy as np
+
     voxel_ml = float(spacing[0] * spacing[1] * spacing[2]) / 1000.0
     counts = np.bincount(labels_zyx.ravel(), minlength=256)
     return {str(label["name"]): float(counts[int(label["value"])]) * voxel_ml for label in labels}
@@ -76,6 +75,8 @@ class AttentionUNetSegmentSceneLogic:
     def create_job(self, volume_node, model_path=None, device="auto", overlap=DEFAULT_OVERLAP,
                    point_world_ras: Optional[Sequence[float]] = None, **job_kwargs) -> SegmentationJob:
         """A (not yet started) background job for `volume_node`; `point_world_ras` for click-to-segment."""
+        from .volumes import volume_node_to_image, world_to_volume_ras
+
         image = volume_node_to_image(volume_node)
         point = world_to_volume_ras(volume_node, point_world_ras) if point_world_ras is not None else None
         return SegmentationJob(image, model_path=model_path, device=device, overlap=overlap,
@@ -83,13 +84,19 @@ class AttentionUNetSegmentSceneLogic:
 
     # -- nodes of a CT --------------------------------------------------------------------------
     def segmentation_node_for(self, volume_node):
+        from . import nodes
+
         return nodes.segmentation_node_for(volume_node)
 
     def output_segmentation_for(self, volume_node, chosen=None):
         """The segmentation a run on `volume_node` updates: `chosen` unless it is another CT's result."""
+        from . import nodes
+
         return nodes.output_segmentation_for(volume_node, chosen)
 
     def overlay_nodes_for(self, volume_node) -> dict[str, Any]:
+        from . import nodes
+
         return nodes.overlay_nodes_for(volume_node)
 
     def gate_choices(self, volume_node) -> list[str]:
@@ -103,10 +110,14 @@ class AttentionUNetSegmentSceneLogic:
                 if is_attention_overlay(node)]
 
     def attention_color_node(self):
+        from . import display
+
         return display.attention_color_node(self.scene)
 
     # -- applying a result ------------------------------------------------------------------------
     def _check_output(self, volume_node, output: SegmentationOutput) -> None:
+        from .volumes import check_input_volume, image_matches_volume_grid
+
         check_input_volume(volume_node)
         if volume_node.GetScene() is not self.scene:
             raise InputError(volume_node.GetName(), "was removed from the scene during the run; nothing was added")
@@ -126,6 +137,10 @@ class AttentionUNetSegmentSceneLogic:
         one CT's run never overwrites another CT's result. Raises InputError, before touching
         the scene, if the labelmap does not lie on the CT's grid. Attention maps may lie on any grid.
         """
+        import SimpleITK as sitk
+
+        from . import display, nodes
+
         self._check_output(volume_node, output)
         scene = self.scene
         labels = list(output.labels) or default_labels()
@@ -153,15 +168,23 @@ class AttentionUNetSegmentSceneLogic:
 
     # -- overlays in the slice views ------------------------------------------------------------
     def slice_composite_nodes(self) -> list:
+        from . import display
+
         return display.slice_composite_nodes(self.scene)
 
     def show_overlay(self, volume_node, gate: str = MAX_GATE, opacity: float = DEFAULT_OPACITY):
+        from . import display
+
         return display.show_overlay(self.scene, volume_node, gate, opacity)
 
     def set_overlay_opacity(self, volume_node, opacity: float) -> None:
+        from . import display
+
         display.set_overlay_opacity(self.scene, volume_node, opacity)
 
     def shown_gate(self, volume_node) -> str:
+        from . import display
+
         return display.shown_gate(self.scene, volume_node)
 
 

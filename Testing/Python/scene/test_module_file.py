@@ -319,3 +319,25 @@ def test_overlays_made_outside_the_module_are_not_offered(widget, mrml, small_ct
     ct2 = mrml.add_ct(small_ct, name="CT 2")
     widget.logic.apply_result(ct2, output_like(small_ct))        # a script, not the module's button
     assert _offered_inputs(widget, mrml) == ["CT", "CT 2"]
+
+
+_LOAD_ONLY = """
+import contextlib, json, sys, tempfile, types
+import slicer
+import module_fakes
+with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as temporary:
+    module_fakes.load_module_file(types.SimpleNamespace(scene=slicer.vtkMRMLScene(), segmentations_logic=None),
+                                  temporary, stack)
+    print(json.dumps(sorted(name for name in sys.modules if name.split(".")[0] == "SimpleITK")))
+"""
+
+
+def test_slicer_start_up_does_not_load_simpleitk(tmp_path):
+    """Issue 19, defect 7 (at run time): importing the module file, as Slicer does at start-up, loads
+    no SimpleITK. (numpy cannot be checked this way: slicer-core's `slicer` loads it itself; the
+    import rule checks that the module file's imports do not.)"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), processes.lib_parent_dir()])}
+    out = subprocess.run([sys.executable, "-c", _LOAD_ONLY], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
