@@ -150,8 +150,10 @@ class AttentionUNetSegmentSceneLogic:
 
         scene.StartState(scene.BatchProcessState)
         try:
-            segmentation_node = nodes.update_segmentation(scene, self.segmentations_logic, volume_node,
-                                                          labels_zyx, labels, segmentation_node)
+            model = output.summary.get("model") or {}
+            segmentation_node = nodes.update_segmentation(
+                scene, self.segmentations_logic, volume_node, labels_zyx, labels, segmentation_node,
+                str(model.get("path", "") if isinstance(model, dict) else model))
             overlay_nodes = nodes.update_overlays(
                 scene, volume_node, output.attention,
                 lambda node: display.configure_overlay_display(scene, node, color_node))

@@ -15,6 +15,9 @@ GATE_ATTRIBUTE = "AttentionUNetSegment.Gate"
 MODULE_ATTRIBUTE = "AttentionUNetSegment.Output"      # "segmentation" or "attention"
 OVERLAY_MARK = "attention"
 COLOR_TABLE_ATTRIBUTE = "AttentionUNetSegment.ColorTable"
+#: Segment tag on the segments a run wrote (value: the model file): a later run replaces them,
+#: segments without it are the user's and are kept.
+WRITTEN_BY_TAG = "AttentionUNetSegment.Model"
 #: Overlay choices besides the gate names.
 MAX_GATE = "max"
 NO_OVERLAY = "none"
