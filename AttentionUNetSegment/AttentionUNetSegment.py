@@ -107,6 +107,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         VTKObservationMixin.__init__(self)
         self.logic = self._parameterNode = self._parameterNodeGuiTag = None
         self._job = self._jobVolume = self._deviceProbe = self._observedPointNode = None
+        self._install = self._afterInstall = None
         self._updatingGui, self._jobStartTime, self._followedInput = False, 0.0, None
 
     def setup(self) -> None:
@@ -119,9 +120,10 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self._populateModelComboBox()
         self._populateDeviceComboBox(None)
         self.ui.progressBar.hide()
-        self._jobTimer, self._probeTimer = qt.QTimer(), qt.QTimer()
+        self._jobTimer, self._probeTimer, self._installTimer = qt.QTimer(), qt.QTimer(), qt.QTimer()
         for timer, milliseconds, slot in [(self._jobTimer, 100, self.onJobTimer),
-                                          (self._probeTimer, 300, self.onProbeTimer)]:
+                                          (self._probeTimer, 300, self.onProbeTimer),
+                                          (self._installTimer, 200, self.onInstallTimer)]:
             timer.setInterval(milliseconds)
             timer.connect("timeout()", slot)
 
@@ -159,6 +161,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         if self._deviceProbe is not None:
             self._deviceProbe.stop()
         self._cancelJob()
+        self._cancelInstall()
         self._setPlaceMode(False)
         self.removeObservers()
 
@@ -232,7 +235,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             self._updatingGui = False
 
     def _updateButtons(self) -> None:
-        running = self._job is not None
+        running = self._job is not None or self._install is not None
         haveInput = self._parameterNode is not None and self._parameterNode.inputVolume is not None
         button = self.ui.segmentButton
         button.text, button.enabled = (_("Cancel"), True) if running else (_("Segment"), haveInput)
@@ -297,6 +300,10 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             self._parameterNode.device = self.ui.deviceComboBox.currentData or "auto"
 
     def onSegmentButton(self) -> None:
+        if self._install is not None:
+            self._cancelInstall()
+            self._showStatus(_("PyTorch installation cancelled."))
+            return
         if self._job is not None:
             self._cancelJob()
             self._showStatus(_("Cancelled; the scene is unchanged."))
@@ -322,7 +329,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
                 _("This does not look like a CT in Hounsfield units:") + "\n\n" + "\n".join(warnings)
                 + "\n\n" + _("Segment anyway?"), windowTitle=_("Attention U-Net Segment")):
             return
-        if not self.ensurePyTorch():
+        if not self._pyTorchReady(lambda: self.startSegmentation(pointWorldRas)):
             return
         if p.model == self.CUSTOM_MODEL:
             self.ui.modelPathLineEdit.addCurrentPathToHistory()
@@ -332,11 +339,14 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             self._showError(_("Could not start the segmentation process: {error}").format(error=error))
             return
         self._job, self._jobVolume, self._jobStartTime = job, volume, time.perf_counter()
+        self._showRunning(_("Starting..."))
+        self._jobTimer.start()
+
+    def _showRunning(self, text) -> None:
         self.ui.progressBar.value = 0
         self.ui.progressBar.show()
-        self._showStatus(_("Starting..."))
+        self._showStatus(text)
         self._updateButtons()
-        self._jobTimer.start()
 
     def onJobTimer(self) -> None:
         job = self._job
@@ -387,24 +397,55 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             self.ui.progressBar.hide()
             self._updateButtons()
 
-    def ensurePyTorch(self) -> bool:
-        """PyTorch present (checked without importing it), or installed after the user agreed."""
-        askInstall = lambda how: slicer.util.confirmOkCancelDisplay(  # noqa: E731
-            _("This module needs PyTorch, which is not installed in Slicer yet.\n\nInstall it now {how}? "
-              "This downloads about 200 MB (CPU) to several GB (GPU) and may take several minutes. "
-              "numpy and SimpleITK, which Slicer ships, are not changed.").format(how=how),
-            windowTitle=_("Install PyTorch"))
-        askRestart = lambda: slicer.util.confirmYesNoDisplay(  # noqa: E731
+    def _pyTorchReady(self, then) -> bool:
+        """PyTorch usable (checked without importing it); else, if the user agrees, its install
+        (or upgrade) runs in the background and `then()` follows once it has finished."""
+        offer = pytorch_install.offer_install(
+            lambda question: slicer.util.confirmOkCancelDisplay(question, windowTitle=_("Install PyTorch")),
+            slicer.app.temporaryPath)
+        if offer.error:
+            self._showError(offer.error)
+        if offer.task is not None:
+            self._install, self._afterInstall = offer.task, then
+            self._showRunning(_("Installing PyTorch..."))
+            self._installTimer.start()
+        return offer.ready
+
+    def onInstallTimer(self) -> None:
+        task = self._install
+        if task is None:
+            self._installTimer.stop()
+            return
+        status = task.poll()
+        if status.state == pytorch_install.RUNNING:  # pip gives no fraction: the bar counts the steps
+            self.ui.progressBar.value = int(100 * max(status.step - 1, 0) / max(status.steps, 1))
+            self._showStatus(_("Installing PyTorch, step {step}/{steps}: {line}").format(
+                step=status.step, steps=status.steps, line=status.line[-120:]))
+            return
+        self._installTimer.stop()
+        self._install = None
+        self.ui.progressBar.hide()
+        self._updateButtons()
+        if status.state == pytorch_install.FAILED:
+            self._showError(_("Installing PyTorch failed: {error}").format(error=status.error),
+                            details="\n".join(task.lines))
+            return
+        goOn, error = pytorch_install.finish_install(task, lambda: slicer.util.confirmYesNoDisplay(
             _("PyTorch is installed. Restart Slicer now? (Recommended; segmenting also works without a restart.)"),
-            windowTitle=_("Install PyTorch"))
-        ready, error = pytorch_install.ensure_pytorch(askInstall, askRestart, slicer.util.restart,
-                                                      slicer.app.temporaryPath, pytorch_install.import_pytorch_utils(),
-                                                      busy=slicer.util.WaitCursor)
+            windowTitle=_("Install PyTorch")), slicer.util.restart)
         if error:
             self._showError(error)
-        elif ready:
+        elif goOn:
             self._startDeviceProbe()
-        return ready
+            self._afterInstall()
+
+    def _cancelInstall(self) -> None:
+        if self._install is not None:
+            task, self._install = self._install, None
+            self._installTimer.stop()
+            task.cancel()  # returns at once; the installer's process tree is stopped in the background
+            self.ui.progressBar.hide()
+            self._updateButtons()
 
     def onClickToSegmentToggled(self, checked) -> None:
         self._setPlaceMode(checked)

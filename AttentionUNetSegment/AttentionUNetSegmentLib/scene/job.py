@@ -265,16 +265,12 @@ class SegmentationJob:
             if self._state == RUNNING:
                 self._state, self._message = CANCELLED, "Cancelled"
                 self._finished_at = time.perf_counter()
-        if process is not None and not processes.is_windows():
-            processes.kill_process_tree(process, force=False)  # SIGTERM now: cheap, lets it end cleanly
         self.flush_log()
-        threading.Thread(target=self._stop, args=(process,), name="AttentionUNetSegmentStop", daemon=True).start()
+        processes.stop_tree_in_background(process, self.kill_after_s, then=self._after_stop)
 
-    def _stop(self, process: Optional[subprocess.Popen]) -> None:
-        """The stopper thread of `cancel()`."""
+    def _after_stop(self) -> None:
+        """The stopper thread of `cancel()`, once the process has ended."""
         try:
-            if process is not None:
-                processes.stop_process_tree(process, grace_s=self.kill_after_s, already_asked=True)
             if self._thread is not None:
                 self._thread.join()  # the reader ends with the process, or once the input is written
             _delete_work_dir(self.work_dir, DELETE_RETRIES, DELETE_RETRY_S)

@@ -20,8 +20,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import slicer
 
@@ -129,3 +130,25 @@ def stop_process_tree(process: subprocess.Popen, grace_s: float = 1.0, already_a
         logger.warning("process %s did not stop", process.pid)
         return False
     return True
+
+
+def stop_tree_in_background(process: Optional[subprocess.Popen], grace_s: float = 1.0,
+                            then: Optional[Callable[[], None]] = None, name: str = "AttentionUNetSegmentStop"
+                            ) -> threading.Thread:
+    """Cancel without blocking the caller (the GUI thread): on POSIX the group gets SIGTERM now
+    (cheap); a thread sends the kill after `grace_s`, waits for the process, then runs `then`
+    (cleanup). On Windows `taskkill` itself runs in that thread."""
+    if process is not None and not is_windows():
+        kill_process_tree(process, force=False)
+
+    def stop() -> None:
+        try:
+            if process is not None:
+                stop_process_tree(process, grace_s=grace_s, already_asked=True)
+        finally:
+            if then is not None:
+                then()
+
+    thread = threading.Thread(target=stop, name=name, daemon=True)
+    thread.start()
+    return thread

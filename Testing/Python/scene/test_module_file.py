@@ -341,3 +341,47 @@ def test_slicer_start_up_does_not_load_simpleitk(tmp_path):
                          timeout=300)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_pressing_segment_without_pytorch_installs_it_in_the_background(widget, module_file, tiny_model_path,
+                                                                       monkeypatch):
+    """Issue 19, defect 4 (the module's half): the install ran on the GUI thread with a wait cursor.
+    Now Segment starts it and returns; the installer's lines show in the status line, the button
+    cancels it, and once it has finished (restart declined) the segmentation starts by itself."""
+    from AttentionUNetSegmentLib.scene import pytorch_install
+
+    ui, p = widget.ui, widget._parameterNode
+    _use_model(widget, tiny_model_path)
+    p.device, p.overlap = "cpu", 0.0
+    problem = ["missing"]
+    monkeypatch.setattr(pytorch_install, "torch_problem", lambda: problem[0])
+    slow = [sys.executable, "-c", "import time; print('Downloading torch (50%)', flush=True); time.sleep(60)"]
+    monkeypatch.setattr(pytorch_install, "install_plan", lambda **kwargs: pytorch_install.InstallPlan(
+        "light-the-torch", [slow]))
+    start = time.perf_counter()
+    widget.onSegmentButton()
+    assert time.perf_counter() - start < 1.0
+    assert "Install it now" in module_file.fakes.confirmations[-1]
+    assert widget._job is None and ui.segmentButton.text == "Cancel" and ui.progressBar.visible
+    deadline = time.perf_counter() + 20
+    while "Downloading torch (50%)" not in ui.statusLabel.text and time.perf_counter() < deadline:
+        widget.onInstallTimer()
+        time.sleep(0.05)
+    assert "Downloading torch (50%)" in ui.statusLabel.text
+    task = widget._install
+    widget.onSegmentButton()                                     # Cancel
+    assert widget._install is None and task.poll().state == pytorch_install.CANCELLED
+    assert ui.segmentButton.text == "Segment" and not ui.progressBar.visible and task.wait_stopped(10)
+
+    quick = [sys.executable, "-c", "print('Successfully installed torch-2.5.1')"]
+    monkeypatch.setattr(pytorch_install, "install_plan", lambda **kwargs: pytorch_install.InstallPlan(
+        "light-the-torch", [quick]))
+    widget.onSegmentButton()
+    problem[0] = None                                            # what the installer did
+    deadline = time.perf_counter() + 20
+    while widget._install is not None and time.perf_counter() < deadline:
+        widget.onInstallTimer()
+        time.sleep(0.05)
+    assert widget._job is not None, module_file.fakes.errors     # restart declined: segmenting now
+    _drive(widget)
+    assert "Pancreas:" in ui.resultLabel.text
