@@ -20,12 +20,9 @@ from AttentionUNetSegmentLib.core.options import DEFAULT_OVERLAP
 from AttentionUNetSegmentLib.files.resources import resources_folder
 # Only light modules at load: Slicer imports every module file at start-up. The scene modules
 # that load numpy and SimpleITK (volumes, selftest) are imported where they are first used.
-from AttentionUNetSegmentLib.scene import click_point, device_probe, models, processes, pytorch_install
+from AttentionUNetSegmentLib.scene import click_point, device_probe, models, processes, pytorch_install, sequences
 from AttentionUNetSegmentLib.scene.job import FAILED, RUNNING, SUCCEEDED
-from AttentionUNetSegmentLib.scene.logic import (
-    AttentionUNetSegmentSceneLogic,
-    result_text,
-)
+from AttentionUNetSegmentLib.scene.logic import AttentionUNetSegmentSceneLogic
 from AttentionUNetSegmentLib.scene.roles import DEFAULT_OPACITY, MAX_GATE, NO_OVERLAY
 from slicer import (
     vtkMRMLMarkupsFiducialNode,
@@ -339,7 +336,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             self._showError(_("Could not start the segmentation process: {error}").format(error=error))
             return
         self._job, self._jobVolume, self._jobStartTime = job, volume, time.perf_counter()
-        self._showRunning(_("Starting..."))
+        self._showRunning(sequences.frame_note(volume) or _("Starting..."))
         self._jobTimer.start()
 
     def _showRunning(self, text) -> None:
@@ -385,7 +382,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         if p.gate not in applied.overlay_nodes and p.gate != NO_OVERLAY:
             p.gate = MAX_GATE
         self._hideOverlaysFromInputSelector()
-        self.ui.resultLabel.text = result_text(applied, seconds)
+        self.ui.resultLabel.text = self.logic.result_text(self._jobVolume, applied, seconds)
         self._showStatus(_("Done in {seconds:.1f} s.").format(seconds=seconds))
         self._populateGateComboBox()
 

@@ -168,6 +168,13 @@ class AttentionUNetSegmentSceneLogic:
                 self.show_overlay(volume_node, shown, opacity)
         return AppliedResult(segmentation_node, overlay_nodes, volume_ml, dict(output.summary))
 
+    def result_text(self, volume_node, applied: AppliedResult, seconds: float) -> str:
+        """The module's Result line (`result_text`), and whether the CT is one frame of a 4D sequence."""
+        from .sequences import frame_note
+
+        note = frame_note(volume_node)
+        return result_text(applied, seconds) + (f" {note}." if note else "")
+
     # -- overlays in the slice views ------------------------------------------------------------
     def slice_composite_nodes(self) -> list:
         from . import display
