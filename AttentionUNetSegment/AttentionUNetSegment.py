@@ -549,4 +549,9 @@ class AttentionUNetSegmentTest(ScriptedLoadableModuleTest):
     def runTest(self):
         from AttentionUNetSegmentLib.scene import selftest
 
-        selftest.run_self_test(self, AttentionUNetSegmentLogic(), self.setUp)
+        selftest.run_self_test(self, AttentionUNetSegmentLogic(), self.setUp, self.moduleWidget)
+
+    def moduleWidget(self):
+        """The module's own widget, entered (so it holds the scene's parameter node)."""
+        slicer.util.selectModule("AttentionUNetSegment")
+        return slicer.util.getModuleWidget("AttentionUNetSegment")
