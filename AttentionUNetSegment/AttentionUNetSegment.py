@@ -175,6 +175,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
 
     def onSceneStartClose(self, caller, event) -> None:
         self._cancelJob()
+        self._afterInstall = None  # an install goes on, but the run it was for belonged to that scene
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -397,6 +398,9 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
     def _pyTorchReady(self, then) -> bool:
         """PyTorch usable (checked without importing it); else, if the user agrees, its install
         (or upgrade) runs in the background and `then()` follows once it has finished."""
+        if self._install is not None:  # already installing (a click meanwhile): run this one after it
+            self._afterInstall = then
+            return False
         offer = pytorch_install.offer_install(
             lambda question: slicer.util.confirmOkCancelDisplay(question, windowTitle=_("Install PyTorch")),
             slicer.app.temporaryPath)
@@ -430,11 +434,15 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         goOn, error = pytorch_install.finish_install(task, lambda: slicer.util.confirmYesNoDisplay(
             _("PyTorch is installed. Restart Slicer now? (Recommended; segmenting also works without a restart.)"),
             windowTitle=_("Install PyTorch")), slicer.util.restart)
+        then, self._afterInstall = self._afterInstall, None
         if error:
             self._showError(error)
         elif goOn:
             self._startDeviceProbe()
-            self._afterInstall()
+            if then is not None:
+                then()
+            else:
+                self._showStatus(_("PyTorch is installed: press Segment."))
 
     def _cancelInstall(self) -> None:
         if self._install is not None:

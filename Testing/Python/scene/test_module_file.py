@@ -374,6 +374,9 @@ def test_pressing_segment_without_pytorch_installs_it_in_the_background(widget, 
         time.sleep(0.05)
     assert "Downloading torch (50%)" in ui.statusLabel.text
     task = widget._install
+    asked = len(module_file.fakes.confirmations)
+    widget.startSegmentation()                                   # e.g. a click while installing
+    assert widget._install is task and len(module_file.fakes.confirmations) == asked
     widget.onSegmentButton()                                     # Cancel
     assert widget._install is None and task.poll().state == pytorch_install.CANCELLED
     assert ui.segmentButton.text == "Segment" and not ui.progressBar.visible and task.wait_stopped(10)
