@@ -48,6 +48,9 @@ ABANDONED_MARK = "ABANDONED"
 #: How long the stopper thread keeps trying to delete a work folder (a virus scanner or an indexer
 #: may still hold a file for a moment on Windows).
 DELETE_RETRIES, DELETE_RETRY_S = 10, 0.5
+#: How long a cancel waits for the reader thread (still writing the input, or reading the pipe of a
+#: process that outlived its group) before it leaves the folder to the next start.
+READER_END_S = 600.0
 
 
 def _delete_work_dir(folder: Optional[Path], retries: int = 1, retry_s: float = 0.0) -> bool:
@@ -66,11 +69,12 @@ def _delete_work_dir(folder: Optional[Path], retries: int = 1, retry_s: float = 
                 continue
         if not folder.exists():
             return True
-    try:
+    if not folder.exists():
+        return True
+    try:  # (no log line here: this runs on the stopper thread too, and only the GUI thread may log)
         (folder / ABANDONED_MARK).touch()
     except OSError:
         pass
-    logger.info("could not delete %s yet; it is removed when the next segmentation starts", folder)
     return False
 
 
@@ -266,14 +270,19 @@ class SegmentationJob:
                 self._state, self._message = CANCELLED, "Cancelled"
                 self._finished_at = time.perf_counter()
         self.flush_log()
-        processes.stop_tree_in_background(process, self.kill_after_s, then=self._after_stop)
+        processes.stop_tree_in_background(process, lambda level, text: self._pending_log.put((level, text)),
+                                          self.kill_after_s, then=self._after_stop)
 
     def _after_stop(self) -> None:
         """The stopper thread of `cancel()`, once the process has ended."""
         try:
             if self._thread is not None:
-                self._thread.join()  # the reader ends with the process, or once the input is written
-            _delete_work_dir(self.work_dir, DELETE_RETRIES, DELETE_RETRY_S)
+                # The reader ends with the process, or once the input is written (a slow disk: minutes).
+                self._thread.join(timeout=READER_END_S)
+            if self._thread is not None and self._thread.is_alive():
+                _delete_work_dir(self.work_dir, retries=0)  # still busy: marked for the next start
+            else:
+                _delete_work_dir(self.work_dir, DELETE_RETRIES, DELETE_RETRY_S)
         finally:
             self._stopped.set()
 

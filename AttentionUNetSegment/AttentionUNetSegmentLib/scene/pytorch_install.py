@@ -231,7 +231,8 @@ class InstallTask:
             process = self._process
             if self._state == RUNNING:
                 self._state = CANCELLED
-        processes.stop_tree_in_background(process, self.kill_after_s, then=self._stopped.set)
+        processes.stop_tree_in_background(process, lambda level, text: self._pending_log.put(text),
+                                          self.kill_after_s, then=self._stopped.set)
 
     def wait_stopped(self, timeout: Optional[float] = None) -> bool:
         """After `cancel()`: wait until the installer's process has ended."""
