@@ -425,6 +425,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             return
         self._installTimer.stop()
         self._install = None
+        then, self._afterInstall = self._afterInstall, None
         self.ui.progressBar.hide()
         self._updateButtons()
         if status.state == pytorch_install.FAILED:
@@ -434,7 +435,6 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         goOn, error = pytorch_install.finish_install(task, lambda: slicer.util.confirmYesNoDisplay(
             _("PyTorch is installed. Restart Slicer now? (Recommended; segmenting also works without a restart.)"),
             windowTitle=_("Install PyTorch")), slicer.util.restart)
-        then, self._afterInstall = self._afterInstall, None
         if error:
             self._showError(error)
         elif goOn:

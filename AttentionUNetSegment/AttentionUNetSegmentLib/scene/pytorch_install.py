@@ -263,7 +263,11 @@ def offer_install(ask_install: Callable[[str], bool], temporary_folder: str) -> 
 
 def finish_install(task: InstallTask, ask_restart: Callable[[], bool], restart: Callable[[], None]) -> tuple[bool, str]:
     """After the task ended successfully: (go on segmenting, one-line error). Offers the restart."""
-    if torch_problem() is not None:
+    problem = torch_problem()
+    if problem == "old":  # Windows keeps a PyTorch that something has loaded locked until a restart
+        return False, (f"PyTorch is still {torch_version_here()} (older than {MINIMUM_TORCH_VERSION}): restart "
+                       "Slicer, then press Segment again (and accept the upgrade if asked).")
+    if problem is not None:
         return False, NOT_FOUND_AFTER
     if ask_restart():
         restart()

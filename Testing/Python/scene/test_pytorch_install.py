@@ -150,6 +150,10 @@ def test_offer_and_finish_flows(tmp_path, monkeypatch):
     # Installed but still not found: one line, no restart offered.
     assert pytorch_install.finish_install(offer.task, dialogs.ask_restart, dialogs.restart) == \
         (False, "PyTorch was installed but cannot be found: restart Slicer and press Segment again.")
+    monkeypatch.setattr(pytorch_install, "torch_problem", lambda: "old")      # the upgrade did not take
+    monkeypatch.setattr(pytorch_install, "torch_version_here", lambda: "2.0.1")
+    assert pytorch_install.finish_install(offer.task, dialogs.ask_restart, dialogs.restart)[1].startswith(
+        "PyTorch is still 2.0.1 (older than 2.1): restart Slicer")
     monkeypatch.setattr(pytorch_install, "torch_problem", lambda: None)
     assert pytorch_install.finish_install(offer.task, dialogs.ask_restart, dialogs.restart) == (True, "")
     restarting = _Dialogs(restart=True)
