@@ -379,7 +379,8 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             self._showError(_("Could not show the result: {error}").format(error=error))
             return
         seconds = time.perf_counter() - self._jobStartTime
-        p.outputSegmentation = applied.segmentation_node
+        if p.inputVolume is self._jobVolume:  # (a script may have switched the input meanwhile)
+            p.outputSegmentation = applied.segmentation_node
         if p.gate not in applied.overlay_nodes and p.gate != NO_OVERLAY:
             p.gate = MAX_GATE
         self._hideOverlaysFromInputSelector()
