@@ -18,21 +18,11 @@ import vtk
 from AttentionUNetSegmentLib.core.errors import InputError
 from AttentionUNetSegmentLib.core.options import DEFAULT_OVERLAP
 from AttentionUNetSegmentLib.files.resources import resources_folder
-from AttentionUNetSegmentLib.scene import (
-    click_point,
-    device_probe,
-    interactive_mode,
-    models,
-    processes,
-    pytorch_install,
-    selftest,
-    volumes,
-)
+# Only light modules at load: Slicer imports every module file at start-up. The scene modules
+# that load numpy and SimpleITK (volumes, selftest, interactive_mode) are imported where first used.
+from AttentionUNetSegmentLib.scene import device_probe, models, processes, pytorch_install, sequences
 from AttentionUNetSegmentLib.scene.job import FAILED, RUNNING, SUCCEEDED
-from AttentionUNetSegmentLib.scene.logic import (
-    AttentionUNetSegmentSceneLogic,
-    result_text,
-)
+from AttentionUNetSegmentLib.scene.logic import AttentionUNetSegmentSceneLogic
 from AttentionUNetSegmentLib.scene.roles import DEFAULT_OPACITY, MAX_GATE, NO_OVERLAY
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
@@ -110,7 +100,8 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         VTKObservationMixin.__init__(self)
         self.logic = self._parameterNode = self._parameterNodeGuiTag = None
         self._job = self._jobVolume = self._deviceProbe = self._clickMode = None
-        self._updatingGui, self._jobStartTime = False, 0.0
+        self._install = self._afterInstall = None
+        self._updatingGui, self._jobStartTime, self._followedInput = False, 0.0, None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -122,19 +113,26 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self._populateModelComboBox()
         self._populateDeviceComboBox(None)
         self.ui.progressBar.hide()
+        from AttentionUNetSegmentLib.scene import interactive_mode
+
         self._clickMode = interactive_mode.ClickMode(self.logic, slicer.app.applicationLogic(),
                                                      work_root=slicer.app.temporaryPath)
-        self._jobTimer, self._probeTimer, self._clickTimer = qt.QTimer(), qt.QTimer(), qt.QTimer()
+        self._jobTimer, self._probeTimer, self._clickTimer, self._installTimer = (qt.QTimer(), qt.QTimer(),
+                                                                                  qt.QTimer(), qt.QTimer())
         for timer, milliseconds, slot in [(self._jobTimer, 100, self.onJobTimer),
                                           (self._probeTimer, 300, self.onProbeTimer),
-                                          (self._clickTimer, 100, self.onClickTimer)]:
+                                          (self._clickTimer, 100, self.onClickTimer),
+                                          (self._installTimer, 200, self.onInstallTimer)]:
             timer.setInterval(milliseconds)
             timer.connect("timeout()", slot)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent,
-                         lambda caller, event: self._hideOverlaysFromInputSelector())
+        # Overlays are recognised by their attribute whenever the scene's volumes change (IDs
+        # restart after Close Scene, and scripts or loaded scenes add overlays too).
+        for event in (slicer.mrmlScene.NodeAddedEvent, slicer.mrmlScene.NodeRemovedEvent,
+                      slicer.mrmlScene.EndImportEvent, slicer.mrmlScene.EndBatchProcessEvent):
+            self.addObserver(slicer.mrmlScene, event, self.onSceneNodesChanged)
         for widget, signal, slot in [
                 (self.ui.segmentButton, "clicked(bool)", self.onSegmentButton),
                 (self.ui.clickToSegmentButton, "toggled(bool)", self.onClickToSegmentToggled),
@@ -168,6 +166,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             self._deviceProbe.stop()
         self._cancelJob()
         self._clickMode.cancel()
+        self._cancelInstall()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -185,14 +184,22 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
     def onSceneStartClose(self, caller, event) -> None:
         self._cancelJob()
         self._clickMode.cancel()
-        self._uncheckClickButton()
+        self._setClickButton(False)
+        self._afterInstall = None  # an install goes on, but the run it was for belonged to that scene
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
+        self._hideOverlaysFromInputSelector()
         if self.parent.isEntered:
             self.initializeParameterNode()
 
+    def onSceneNodesChanged(self, caller, event) -> None:
+        if not slicer.mrmlScene.IsBatchProcessing():  # EndBatchProcess/EndImport follow: once then
+            self._hideOverlaysFromInputSelector()
+
     def initializeParameterNode(self) -> None:
+        from AttentionUNetSegmentLib.scene import volumes
+
         self.setParameterNode(self.logic.getParameterNode())
         if not self._parameterNode.inputVolume:
             self._parameterNode.inputVolume = volumes.volume_shown_in_slice_views(slicer.mrmlScene)
@@ -204,6 +211,8 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
                 self._parameterNodeGuiTag = None
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGuiFromParameterNode)
         self._parameterNode = inputParameterNode
+        # The output follows the input from the next change on; a restored scene keeps its choice.
+        self._followedInput = inputParameterNode.inputVolume if inputParameterNode else None
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGuiFromParameterNode)
@@ -216,6 +225,9 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self._updatingGui = True
         try:
             p = self._parameterNode
+            if p.inputVolume is not self._followedInput:  # one result per CT: show this CT's own
+                self._followedInput = p.inputVolume
+                p.outputSegmentation = self.logic.segmentation_node_for(p.inputVolume)
             combo = self.ui.modelComboBox
             index = combo.findData(p.model) if p.model else 0  # "" = the default, listed first
             combo.setCurrentIndex(index if index >= 0 else combo.findData(self.CUSTOM_MODEL))
@@ -231,7 +243,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             self._updatingGui = False
 
     def _updateButtons(self) -> None:
-        running = self._job is not None or self._clickMode.busy
+        running = self._job is not None or self._install is not None or self._clickMode.busy
         clicking = self._clickMode.active
         haveInput = self._parameterNode is not None and self._parameterNode.inputVolume is not None
         button = self.ui.segmentButton
@@ -300,26 +312,35 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             self._parameterNode.device = self.ui.deviceComboBox.currentData or "auto"
 
     def onSegmentButton(self) -> None:
+        if self._install is not None:
+            self._cancelInstall()
+            self._showStatus(_("PyTorch installation cancelled."))
+            return
         if self._job is not None or self._clickMode.busy:
             self._cancelJob()
             self._clickMode.cancel()
-            self._uncheckClickButton()
+            self._setClickButton(False)
             self._showStatus(_("Cancelled; the scene is unchanged."))
             self._updateButtons()
             return
         self.startSegmentation()
 
-    def _readyToRun(self, image, volume) -> bool:
-        """The user's go-ahead for a CT that does not look like one, and PyTorch present."""
+    def _readyToRun(self, image, volume, then) -> bool:
+        """The user's go-ahead for a CT that does not look like one, and PyTorch present (else its
+        install in the background, `then()` once it has finished)."""
+        from AttentionUNetSegmentLib.scene import volumes
+
         warnings = volumes.ct_warnings(image, volume.GetName())
         if warnings and not slicer.util.confirmOkCancelDisplay(
                 _("This does not look like a CT in Hounsfield units:") + "\n\n" + "\n".join(warnings)
                 + "\n\n" + _("Segment anyway?"), windowTitle=_("Attention U-Net Segment")):
             return False
-        return self.ensurePyTorch()
+        return self._pyTorchReady(then)
 
     def startSegmentation(self) -> None:
         """Start a background job on the whole input CT."""
+        from AttentionUNetSegmentLib.scene import volumes
+
         p = self._parameterNode
         try:
             volume = p.inputVolume if p else None
@@ -330,7 +351,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         except (InputError, processes.PythonSlicerNotFound) as error:
             self._showError(str(error))
             return
-        if not self._readyToRun(job.image, volume):
+        if not self._readyToRun(job.image, volume, self.startSegmentation):
             return
         if p.model == self.CUSTOM_MODEL:
             self.ui.modelPathLineEdit.addCurrentPathToHistory()
@@ -340,11 +361,14 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             self._showError(_("Could not start the segmentation process: {error}").format(error=error))
             return
         self._job, self._jobVolume, self._jobStartTime = job, volume, time.perf_counter()
+        self._showRunning(sequences.frame_note(volume) or _("Starting..."))
+        self._jobTimer.start()
+
+    def _showRunning(self, text) -> None:
         self.ui.progressBar.value = 0
         self.ui.progressBar.show()
-        self._showStatus(_("Starting..."))
+        self._showStatus(text)
         self._updateButtons()
-        self._jobTimer.start()
 
     def onJobTimer(self) -> None:
         job = self._job
@@ -378,16 +402,17 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             logging.exception("AttentionUNetSegment: applying the result failed")
             self._showError(_("Could not show the result: {error}").format(error=error))
             return
-        self._showApplied(applied, time.perf_counter() - self._jobStartTime)
+        self._showApplied(applied, time.perf_counter() - self._jobStartTime, self._jobVolume)
 
-    def _showApplied(self, applied, seconds, prefix="") -> None:
+    def _showApplied(self, applied, seconds, volume, prefix="") -> None:
         """A result in the scene (a Segment run's, or the click mode's): the Result line and the gates."""
         p = self._parameterNode
-        p.outputSegmentation = applied.segmentation_node
+        if p.inputVolume is volume:  # (a script may have switched the input meanwhile)
+            p.outputSegmentation = applied.segmentation_node
         if p.gate not in applied.overlay_nodes and p.gate != NO_OVERLAY:
             p.gate = MAX_GATE
         self._hideOverlaysFromInputSelector()
-        self.ui.resultLabel.text = prefix + result_text(applied, seconds)
+        self.ui.resultLabel.text = prefix + self.logic.result_text(volume, applied, seconds)
         self._showStatus(_("Done in {seconds:.1f} s.").format(seconds=seconds))
         self._populateGateComboBox()
 
@@ -399,46 +424,88 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             self.ui.progressBar.hide()
             self._updateButtons()
 
-    def ensurePyTorch(self) -> bool:
-        """PyTorch present (checked without importing it), or installed after the user agreed."""
-        askInstall = lambda how: slicer.util.confirmOkCancelDisplay(  # noqa: E731
-            _("This module needs PyTorch, which is not installed in Slicer yet.\n\nInstall it now {how}? "
-              "This downloads about 200 MB (CPU) to several GB (GPU) and may take several minutes. "
-              "numpy and SimpleITK, which Slicer ships, are not changed.").format(how=how),
-            windowTitle=_("Install PyTorch"))
-        askRestart = lambda: slicer.util.confirmYesNoDisplay(  # noqa: E731
+    def _pyTorchReady(self, then) -> bool:
+        """PyTorch usable (checked without importing it); else, if the user agrees, its install
+        (or upgrade) runs in the background and `then()` follows once it has finished."""
+        if self._install is not None:  # already installing (a click meanwhile): run this one after it
+            self._afterInstall = then
+            return False
+        offer = pytorch_install.offer_install(
+            lambda question: slicer.util.confirmOkCancelDisplay(question, windowTitle=_("Install PyTorch")),
+            slicer.app.temporaryPath)
+        if offer.error:
+            self._showError(offer.error)
+        if offer.task is not None:
+            self._install, self._afterInstall = offer.task, then
+            self._showRunning(_("Installing PyTorch..."))
+            self._installTimer.start()
+        return offer.ready
+
+    def onInstallTimer(self) -> None:
+        task = self._install
+        if task is None:
+            self._installTimer.stop()
+            return
+        status = task.poll()
+        if status.state == pytorch_install.RUNNING:  # pip gives no fraction: the bar counts the steps
+            self.ui.progressBar.value = int(100 * max(status.step - 1, 0) / max(status.steps, 1))
+            self._showStatus(_("Installing PyTorch, step {step}/{steps}: {line}").format(
+                step=status.step, steps=status.steps, line=status.line[-120:]))
+            return
+        self._installTimer.stop()
+        self._install = None
+        then, self._afterInstall = self._afterInstall, None
+        self.ui.progressBar.hide()
+        self._updateButtons()
+        if status.state == pytorch_install.FAILED:
+            self._showError(_("Installing PyTorch failed: {error}").format(error=status.error),
+                            details="\n".join(task.lines))
+            return
+        goOn, error = pytorch_install.finish_install(task, lambda: slicer.util.confirmYesNoDisplay(
             _("PyTorch is installed. Restart Slicer now? (Recommended; segmenting also works without a restart.)"),
-            windowTitle=_("Install PyTorch"))
-        ready, error = pytorch_install.ensure_pytorch(askInstall, askRestart, slicer.util.restart,
-                                                      slicer.app.temporaryPath, pytorch_install.import_pytorch_utils(),
-                                                      busy=slicer.util.WaitCursor)
+            windowTitle=_("Install PyTorch")), slicer.util.restart)
         if error:
             self._showError(error)
-        elif ready:
+        elif goOn:
             self._startDeviceProbe()
-        return ready
+            if then is not None:
+                then()
+            else:
+                self._showStatus(_("PyTorch is installed: press Segment."))
+
+    def _cancelInstall(self) -> None:
+        if self._install is not None:
+            task, self._install = self._install, None
+            self._installTimer.stop()
+            task.cancel()  # returns at once; the installer's process tree is stopped in the background
+            self.ui.progressBar.hide()
+            self._updateButtons()
 
     def onClickToSegmentToggled(self, checked) -> None:
         """On: the click mode (scene/interactive_mode.py) on the input CT; off: as Done."""
-        if not checked:
+        if checked:
+            self._enterClickMode()
+        else:
             self.onDoneButton()
-            return
+
+    def _enterClickMode(self) -> None:
+        from AttentionUNetSegmentLib.scene import volumes
+
         p = self._parameterNode
         try:
             volume = p.inputVolume if p else None
             volumes.check_input_volume(volume)
             modelPath = models.click_model_path(p.model, p.modelPath)
             image = volumes.volume_node_to_image(volume)
-            ready = self._readyToRun(image, volume)
+            ready = self._readyToRun(image, volume, self._enterClickMode)   # again after an install
             if ready:
                 self._clickMode.enter(volume, modelPath, p.device, p.outputSegmentation,
                                       self.ui.excludeButton.checked, image=image)
         except (InputError, processes.PythonSlicerNotFound, OSError, RuntimeError) as error:
             self._showError(str(error))
             ready = False
-        if not ready:
-            self._uncheckClickButton()
-        else:
+        self._setClickButton(ready)
+        if ready:
             self._clickTimer.start()
             self._showStatus(_("Click on the pancreas in a slice view (Exclude: click beside it). "
                                "Points can be moved; each change updates the segment."))
@@ -448,7 +515,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         """Leave the click mode keeping the segment (the last clicks are still answered)."""
         if self._clickMode is not None and self._clickMode.active:
             self._clickMode.done()
-            self._uncheckClickButton()
+            self._setClickButton(False)
             self._showStatus(_("Click mode ended; the segment is kept."))
             self._updateButtons()
 
@@ -458,27 +525,30 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         if update is not None and update.error:
             self._showError(update.error, details=update.details)
         elif update is not None and update.cleared:
-            self._showApplied(update.applied, update.seconds)
+            self._showApplied(update.applied, update.seconds, update.volume_node)
             self.ui.resultLabel.text = _("No clicks: the segment is back as it was before them ({volumes}).").format(
                 volumes=", ".join(f"{name}: {ml:.1f} mL" for name, ml in update.applied.volume_ml.items()))
         elif update is not None and update.applied is not None:
-            self._showApplied(update.applied, update.seconds, _("Clicks: {count}. ").format(count=update.clicks))
+            self._showApplied(update.applied, update.seconds, update.volume_node,
+                              _("Clicks: {count}. ").format(count=update.clicks))
         elif update is not None and update.note:
             self._showStatus(update.note)
         if not self._clickMode.running:
             self._clickTimer.stop()
         if not self._clickMode.active:
-            self._uncheckClickButton()
+            self._setClickButton(False)
         self._updateButtons()
 
-    def _uncheckClickButton(self) -> None:
-        """The button shows the mode; un-checked without its signal when the mode ended by itself."""
+    def _setClickButton(self, checked: bool) -> None:
+        """The button shows the mode; set without its signal when the mode began or ended by itself."""
         wasBlocked = self.ui.clickToSegmentButton.blockSignals(True)
-        self.ui.clickToSegmentButton.checked = False
+        self.ui.clickToSegmentButton.checked = checked
         self.ui.clickToSegmentButton.blockSignals(wasBlocked)
 
     def onInteractionModeChanged(self, caller, event) -> None:
         """Place mode left another way (Esc, toolbar) during the click mode: say how to go on."""
+        from AttentionUNetSegmentLib.scene import click_point
+
         mode = self._clickMode
         if mode is not None and mode.active and not click_point.is_placing(
                 slicer.app.applicationLogic(), mode.points.exclude_node if mode.exclude else mode.points.include_node):
@@ -547,4 +617,11 @@ class AttentionUNetSegmentTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        selftest.run_self_test(self, AttentionUNetSegmentLogic(), self.setUp)
+        from AttentionUNetSegmentLib.scene import selftest
+
+        selftest.run_self_test(self, AttentionUNetSegmentLogic(), self.setUp, self.moduleWidget)
+
+    def moduleWidget(self):
+        """The module's own widget, entered (so it holds the scene's parameter node)."""
+        slicer.util.selectModule("AttentionUNetSegment")
+        return slicer.util.getModuleWidget("AttentionUNetSegment")

@@ -3,7 +3,8 @@
 Arrows point one way, toward `core`: each part may import only the parts `ALLOWED` lists for it
 (besides itself), never the third-party families `FORBIDDEN` lists, and the parts that Slicer
 loads may not pull torch in while they load (`NO_TORCH_AT_LOAD`, followed through every module
-they import at load). The module file `AttentionUNetSegment.py` is checked as the part
+they import at load), nor the module file numpy or SimpleITK (`NOT_AT_LOAD`: Slicer imports it at
+start-up). Imports under `if TYPE_CHECKING:` never run and do not count as loaded. The module file `AttentionUNetSegment.py` is checked as the part
 `MODULE_FILE`. There are no import cycles.
 
 What counts as an import: `import x`, `from x import y` (an edge to the module `x.y` when it is
@@ -52,6 +53,8 @@ FAMILIES: dict[str, re.Pattern] = {
     "matplotlib": re.compile(r"^(matplotlib|pylab)$"),
     "scipy": re.compile(r"^scipy$"),
     "torch": re.compile(r"^torch\w*$"),
+    "numpy": re.compile(r"^numpy$"),
+    "SimpleITK": re.compile(r"^SimpleITK$"),
 }
 _GUI = {"slicer", "qt", "ctk", "vtk"}
 #: part -> families it must never import, anywhere (lazily inside functions included).
@@ -65,6 +68,10 @@ FORBIDDEN: dict[str, set[str]] = {
 #: Parts that run inside Slicer's process: loading them (and what they import at load) never
 #: loads torch, which stock Slicer does not have.
 NO_TORCH_AT_LOAD = {"scene", MODULE_FILE}
+#: part -> families that loading it (and what it imports at load) must not load either: Slicer
+#: imports the module file at start-up, so numpy and SimpleITK wait until the module is used.
+#: (`vtk.util.numpy_support` counts as numpy.)
+NOT_AT_LOAD: dict[str, set[str]] = {MODULE_FILE: {"numpy", "SimpleITK"}}
 #: Parts whose dynamic imports may name their target at run time (cli loads its optional commands).
 DYNAMIC_IMPORTS_ALLOWED = {"cli"}
 
@@ -149,6 +156,20 @@ class _Collector(ast.NodeVisitor):
         self.depth -= 1
 
     visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = _function
+
+    def visit_If(self, node: ast.If) -> None:
+        """`if TYPE_CHECKING:` imports never run: counted as imports, not as loaded at load."""
+        test = node.test
+        if (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
+                (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"):
+            self.depth += 1
+            for child in node.body:
+                self.visit(child)
+            self.depth -= 1
+            for child in node.orelse:
+                self.visit(child)
+            return
+        self.generic_visit(node)
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
@@ -261,7 +282,7 @@ def third_party_violations(tree: Tree) -> list[str]:
     return wrong
 
 
-def _loaded_with(tree: Tree, module: str) -> set[str]:
+def loaded_with(tree: Tree, module: str) -> set[str]:
     """`module` and every module of the package it imports at load, transitively."""
     seen, todo = set(), [module]
     while todo:
@@ -277,10 +298,23 @@ def torch_at_load_violations(tree: Tree) -> list[str]:
     for module in sorted(tree.imports):
         if tree.part(module) not in NO_TORCH_AT_LOAD:
             continue
-        for loaded in sorted(_loaded_with(tree, module)):
+        for loaded in sorted(loaded_with(tree, module)):
             if "torch" in families(tree.imports[loaded].external_at_load):
                 via = "" if loaded == module else f" through {loaded}"
                 wrong.append(f"{module} loads torch when it is imported{via}")
+    return wrong
+
+
+def slow_start_violations(tree: Tree) -> list[str]:
+    wrong = []
+    for module in sorted(tree.imports):
+        banned = NOT_AT_LOAD.get(tree.part(module) or "", set())
+        for loaded in sorted(loaded_with(tree, module)) if banned else []:
+            names = tree.imports[loaded].external_at_load
+            found = families(names) | ({"numpy"} if any(n.startswith("vtk.util.numpy") for n in names) else set())
+            for family in sorted(found & banned):
+                via = "" if loaded == module else f" through {loaded}"
+                wrong.append(f"{module} loads {family} when it is imported{via} (import it where it is used)")
     return wrong
 
 
@@ -339,4 +373,5 @@ def violations(lib_dir: Path, module_file: Optional[Path] = None) -> list[str]:
     """Every breach of the rule in the package at `lib_dir` (and the module file), one line each."""
     tree = read_tree(lib_dir, module_file)
     return (arrow_violations(tree) + third_party_violations(tree) + torch_at_load_violations(tree)
+            + slow_start_violations(tree)
             + dynamic_import_violations(tree) + cycle_violations(tree))

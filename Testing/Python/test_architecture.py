@@ -131,3 +131,23 @@ def test_torch_imported_lazily_by_the_scene_is_allowed_and_at_load_is_not(tmp_pa
 def test_cycle_finder_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_loading_the_module_file_loads_neither_numpy_nor_simpleitk():
+    """Issue 19, defect 7: Slicer imports every module file at start-up; numpy and SimpleITK are
+    imported when the module is first used, not by loading it (nor by what it loads)."""
+    tree = read_tree(LIB_DIR, MODULE_FILE_PATH)
+    loading = import_rules.loaded_with(tree, import_rules.MODULE_FILE_NAME)
+    heavy = sorted(f"{module}: {name}" for module in loading for name in tree.imports[module].external_at_load
+                   if name.split(".")[0] in ("numpy", "SimpleITK") or name.startswith("vtk.util.numpy"))
+    assert heavy == []
+
+
+def test_numpy_loaded_by_the_module_file_is_caught_and_type_checking_imports_are_not(tmp_path):
+    lib = _plant(tmp_path, {"AttentionUNetSegment.py": "from AttentionUNetSegmentLib.scene import logic\n",
+                            "scene/logic.py": "from typing import TYPE_CHECKING\nfrom . import nodes\n"
+                                              "if TYPE_CHECKING:\n    import SimpleITK\n",
+                            "scene/nodes.py": "from vtk.util import numpy_support\n"})
+    assert violations(lib, tmp_path / "AttentionUNetSegment.py") == [
+        f"AttentionUNetSegment loads numpy when it is imported through {PACKAGE}.scene.nodes "
+        "(import it where it is used)"]

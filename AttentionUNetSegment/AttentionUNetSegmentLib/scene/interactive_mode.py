@@ -66,6 +66,7 @@ class ClickUpdate:
     details: str = ""                         # the worker's log, for the dialog's details
     ended: bool = False                       # the mode ended (the worker failed, the CT went)
     note: str = ""                            # something the user should know, not an error
+    volume_node: Any = None                   # the CT the answer belongs to
 
 
 class ClickMode:
@@ -281,7 +282,7 @@ class ClickMode:
             return ClickUpdate(error=f"could not show the clicks' result: {error}", ended=gone)
         self.segmentation_node = applied.segmentation_node
         self._written, self._applied_numbers = self._segment_mtime(), self._sent_numbers
-        return ClickUpdate(applied=applied, clicks=len(self._sent), cleared=cleared,
+        return ClickUpdate(applied=applied, clicks=len(self._sent), cleared=cleared, volume_node=self.volume_node,
                            seconds=time.perf_counter() - self._sent_at)
 
     # -- the starting segment, and edits made to it ----------------------------------------------------

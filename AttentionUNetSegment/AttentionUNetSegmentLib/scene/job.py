@@ -9,7 +9,10 @@
 
 The reader thread never calls `logging`: inside Slicer the Python log handler posts to Qt's error
 log model, which must only be touched from the GUI thread. Lines are queued and written by
-`poll()`, on whichever thread polls. Cancel stops the whole process tree (see processes.py).
+`poll()`, on whichever thread polls. Cancel stops the whole process tree (see processes.py)
+without blocking the thread that calls it (the GUI's): it returns at once, and a stopper thread
+kills, waits and deletes the work folder; a folder it cannot delete is marked and removed when
+the next job starts.
 """
 
 from __future__ import annotations
@@ -25,9 +28,7 @@ import traceback
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
-
-import SimpleITK as sitk
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from ..core.options import DEFAULT_OVERLAP
 from ..service.contract import ENGINE_MODULE, INPUT_FILE, JobSettings, read_progress_line, segment_arguments
@@ -35,9 +36,58 @@ from . import processes
 from .failures import describe_failure
 from .results import SegmentationOutput, load_output_files
 
+if TYPE_CHECKING:  # SimpleITK is imported when a job runs, not when Slicer loads the module
+    import SimpleITK as sitk
+
 logger = logging.getLogger(__name__)
 
 IDLE, RUNNING, SUCCEEDED, FAILED, CANCELLED = "idle", "running", "succeeded", "failed", "cancelled"
+WORK_DIR_PREFIX = "AttentionUNetSegment-"
+#: A file in a work folder that a cancelled or finished job could not delete: the next start does.
+ABANDONED_MARK = "ABANDONED"
+#: How long the stopper thread keeps trying to delete a work folder (a virus scanner or an indexer
+#: may still hold a file for a moment on Windows).
+DELETE_RETRIES, DELETE_RETRY_S = 10, 0.5
+#: How long a cancel waits for the reader thread (still writing the input, or reading the pipe of a
+#: process that outlived its group) before it leaves the folder to the next start.
+READER_END_S = 600.0
+
+
+def _delete_work_dir(folder: Optional[Path], retries: int = 1, retry_s: float = 0.0) -> bool:
+    """Delete a work folder; True when it is gone. If it cannot be deleted, mark it abandoned so
+    that `remove_abandoned_work_dirs` removes it at the next start."""
+    if folder is None:
+        return True
+    for attempt in range(retries):
+        try:
+            shutil.rmtree(folder)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            if attempt + 1 < retries:
+                time.sleep(retry_s)
+                continue
+        if not folder.exists():
+            return True
+    if not folder.exists():
+        return True
+    try:  # (no log line here: this runs on the stopper thread too, and only the GUI thread may log)
+        (folder / ABANDONED_MARK).touch()
+    except OSError:
+        pass
+    return False
+
+
+def remove_abandoned_work_dirs(work_root: Optional[str]) -> None:
+    """Delete the work folders earlier jobs marked abandoned (only those: another Slicer may be
+    running a job in a folder of its own)."""
+    root = Path(work_root or tempfile.gettempdir())
+    try:
+        candidates = [p for p in root.glob(WORK_DIR_PREFIX + "*") if (p / ABANDONED_MARK).exists()]
+    except OSError:
+        return
+    for folder in candidates:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @dataclass
@@ -80,6 +130,7 @@ class SegmentationJob:
         self._process: Optional[subprocess.Popen] = None
         self._thread: Optional[threading.Thread] = None
         self._cancel_requested = False
+        self._stopped = threading.Event()   # set once a cancelled job's process and folder are gone
         self._started_at = 0.0
         self._finished_at: Optional[float] = None
 
@@ -97,7 +148,8 @@ class SegmentationJob:
     def start(self) -> "SegmentationJob":
         if self._state != IDLE:
             raise RuntimeError("a job can be started once")
-        self.work_dir = Path(tempfile.mkdtemp(prefix="AttentionUNetSegment-", dir=self.work_root))
+        remove_abandoned_work_dirs(self.work_root)
+        self.work_dir = Path(tempfile.mkdtemp(prefix=WORK_DIR_PREFIX, dir=self.work_root))
         self._started_at = time.perf_counter()
         with self._lock:
             self._state = RUNNING
@@ -119,6 +171,8 @@ class SegmentationJob:
     def _run(self) -> None:
         """Reader thread: write the input, run the command, read its stderr, then the results."""
         try:
+            import SimpleITK as sitk
+
             assert self.work_dir is not None
             sitk.WriteImage(self.image, str(self.work_dir / INPUT_FILE), useCompression=False)
             process = self._launch()
@@ -203,21 +257,38 @@ class SegmentationJob:
             time.sleep(interval)
 
     def cancel(self) -> None:
-        """Stop the process tree within about `kill_after_s` seconds and delete the work folder."""
+        """Stop the process tree and delete the work folder, without waiting: the GUI thread calls
+        this. Returns at once; a stopper thread sends the kill after `kill_after_s`, waits for the
+        process and the reader thread (which may still be writing a multi-GB input) and deletes
+        the folder, retrying. `wait_stopped()` waits for it (scripts, tests)."""
         with self._lock:
+            if self._cancel_requested:
+                return
             self._cancel_requested = True
             process = self._process
             if self._state == RUNNING:
                 self._state, self._message = CANCELLED, "Cancelled"
                 self._finished_at = time.perf_counter()
-        if process is not None and process.poll() is None:
-            processes.stop_process_tree(process, grace_s=self.kill_after_s)
-        elif process is not None and not processes.is_windows():
-            processes.kill_process_tree(process, force=True)  # the launcher ended; its children may not have
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
         self.flush_log()
-        self.cleanup()
+        processes.stop_tree_in_background(process, lambda level, text: self._pending_log.put((level, text)),
+                                          self.kill_after_s, then=self._after_stop)
+
+    def _after_stop(self) -> None:
+        """The stopper thread of `cancel()`, once the process has ended."""
+        try:
+            if self._thread is not None:
+                # The reader ends with the process, or once the input is written (a slow disk: minutes).
+                self._thread.join(timeout=READER_END_S)
+            if self._thread is not None and self._thread.is_alive():
+                _delete_work_dir(self.work_dir, retries=0)  # still busy: marked for the next start
+            else:
+                _delete_work_dir(self.work_dir, DELETE_RETRIES, DELETE_RETRY_S)
+        finally:
+            self._stopped.set()
+
+    def wait_stopped(self, timeout: Optional[float] = None) -> bool:
+        """After `cancel()`: wait until the process has ended and the work folder is deleted."""
+        return self._stopped.wait(timeout)
 
     def result(self) -> SegmentationOutput:
         status = self.poll()
@@ -227,6 +298,5 @@ class SegmentationJob:
 
     def cleanup(self) -> None:
         """Delete the work folder (input copy and result files); results already read stay in memory."""
-        if self.work_dir is not None:
-            shutil.rmtree(self.work_dir, ignore_errors=True)
+        _delete_work_dir(self.work_dir)
 

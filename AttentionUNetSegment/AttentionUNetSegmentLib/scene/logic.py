@@ -6,20 +6,20 @@
 
 Nothing touches the scene until a job has succeeded: cancel and failure leave it as it was.
 The module's Logic class is this class on `slicer.mrmlScene`; tests give their own scene.
+
+Slicer imports the module file, and so this file, at start-up: numpy, SimpleITK and the modules
+that need them (volumes, nodes, display) are imported inside the methods, on first use.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-import numpy as np
-import SimpleITK as sitk
 import slicer
 
 from ..core.errors import InputError
 from ..core.options import DEFAULT_OVERLAP
-from . import display, nodes
 from .job import SegmentationJob
 from .results import SegmentationOutput, default_labels
 from .roles import (
@@ -29,12 +29,9 @@ from .roles import (
     collection_items,
     is_attention_overlay,
 )
-from .volumes import (
-    check_input_volume,
-    image_matches_volume_grid,
-    volume_node_to_image,
-    world_to_volume_ras,
-)
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass
@@ -46,6 +43,8 @@ class AppliedResult:
 
 
 def _volumes_ml(labels_zyx: np.ndarray, labels: list[dict], spacing: Sequence[float]) -> dict[str, float]:
+    import numpy as np
+
     voxel_ml = float(spacing[0] * spacing[1] * spacing[2]) / 1000.0
     # One comparison per label: np.bincount widens every voxel to 64 bits first (0.6 s on a
     # 512x512x240 CT, against 0.02 s a label), which a click cannot afford.
@@ -78,6 +77,8 @@ class AttentionUNetSegmentSceneLogic:
     def create_job(self, volume_node, model_path=None, device="auto", overlap=DEFAULT_OVERLAP,
                    point_world_ras: Optional[Sequence[float]] = None, **job_kwargs) -> SegmentationJob:
         """A (not yet started) background job for `volume_node`; `point_world_ras` for click-to-segment."""
+        from .volumes import volume_node_to_image, world_to_volume_ras
+
         image = volume_node_to_image(volume_node)
         point = world_to_volume_ras(volume_node, point_world_ras) if point_world_ras is not None else None
         return SegmentationJob(image, model_path=model_path, device=device, overlap=overlap,
@@ -85,9 +86,19 @@ class AttentionUNetSegmentSceneLogic:
 
     # -- nodes of a CT --------------------------------------------------------------------------
     def segmentation_node_for(self, volume_node):
+        from . import nodes
+
         return nodes.segmentation_node_for(volume_node)
 
+    def output_segmentation_for(self, volume_node, chosen=None):
+        """The segmentation a run on `volume_node` updates: `chosen` unless it is another CT's result."""
+        from . import nodes
+
+        return nodes.output_segmentation_for(volume_node, chosen)
+
     def overlay_nodes_for(self, volume_node) -> dict[str, Any]:
+        from . import nodes
+
         return nodes.overlay_nodes_for(volume_node)
 
     def gate_choices(self, volume_node) -> list[str]:
@@ -101,10 +112,14 @@ class AttentionUNetSegmentSceneLogic:
                 if is_attention_overlay(node)]
 
     def attention_color_node(self):
+        from . import display
+
         return display.attention_color_node(self.scene)
 
     # -- applying a result ------------------------------------------------------------------------
     def _check_output(self, volume_node, output: SegmentationOutput) -> None:
+        from .volumes import check_input_volume, image_matches_volume_grid
+
         check_input_volume(volume_node)
         if volume_node.GetScene() is not self.scene:
             raise InputError(volume_node.GetName(), "was removed from the scene during the run; nothing was added")
@@ -121,10 +136,15 @@ class AttentionUNetSegmentSceneLogic:
         """Put `output` into the scene as one batch: segmentation + overlay nodes of `volume_node`.
 
         Re-uses the nodes of a previous run (found through node references on the CT, or the given
-        `segmentation_node`), so re-runs never duplicate nodes. Raises InputError, before touching
+        `segmentation_node` unless it is another CT's result), so re-runs never duplicate nodes and
+        one CT's run never overwrites another CT's result. Raises InputError, before touching
         the scene, if the labelmap does not lie on the CT's grid. Attention maps may lie on any grid.
         `surface=False` leaves the 3D surface out (the click mode builds it when it ends).
         """
+        import SimpleITK as sitk
+
+        from . import display, nodes
+
         self._check_output(volume_node, output)
         scene = self.scene
         labels = list(output.labels) or default_labels()
@@ -134,9 +154,11 @@ class AttentionUNetSegmentSceneLogic:
 
         scene.StartState(scene.BatchProcessState)
         try:
-            segmentation_node = nodes.update_segmentation(scene, self.segmentations_logic, volume_node,
-                                                          labels_zyx, labels, segmentation_node)
             # A result without maps (the click mode's "no clicks left") leaves the overlays alone.
+            model = output.summary.get("model") or {}
+            segmentation_node = nodes.update_segmentation(
+                scene, self.segmentations_logic, volume_node, labels_zyx, labels, segmentation_node,
+                str(model.get("path", "") if isinstance(model, dict) else model))
             overlay_nodes = nodes.update_overlays(
                 scene, volume_node, output.attention,
                 lambda node: display.configure_overlay_display(scene, node, color_node)) if output.attention else {}
@@ -151,17 +173,32 @@ class AttentionUNetSegmentSceneLogic:
                 self.show_overlay(volume_node, shown, opacity)
         return AppliedResult(segmentation_node, overlay_nodes, volume_ml, dict(output.summary))
 
+    def result_text(self, volume_node, applied: AppliedResult, seconds: float) -> str:
+        """The module's Result line (`result_text`), and whether the CT is one frame of a 4D sequence."""
+        from .sequences import frame_note
+
+        note = frame_note(volume_node)
+        return result_text(applied, seconds) + (f" {note}." if note else "")
+
     # -- overlays in the slice views ------------------------------------------------------------
     def slice_composite_nodes(self) -> list:
+        from . import display
+
         return display.slice_composite_nodes(self.scene)
 
     def show_overlay(self, volume_node, gate: str = MAX_GATE, opacity: float = DEFAULT_OPACITY):
+        from . import display
+
         return display.show_overlay(self.scene, volume_node, gate, opacity)
 
     def set_overlay_opacity(self, volume_node, opacity: float) -> None:
+        from . import display
+
         display.set_overlay_opacity(self.scene, volume_node, opacity)
 
     def shown_gate(self, volume_node) -> str:
+        from . import display
+
         return display.shown_gate(self.scene, volume_node)
 
 

@@ -20,8 +20,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import slicer
 
@@ -89,7 +90,16 @@ def lib_parent_dir() -> str:
     return str(Path(__file__).resolve().parents[2])  # scene/processes.py -> Lib -> its parent
 
 
-def kill_process_tree(process: subprocess.Popen, force: bool = True) -> None:
+def _log(level: int, text: str) -> None:
+    logger.log(level, "%s", text)
+
+
+#: How the stop functions report: `log(level, text)`. A thread other than Slicer's GUI thread
+#: passes a queue's put instead (Slicer's log handler talks to Qt; see job.py).
+Log = Callable[[int, str], None]
+
+
+def kill_process_tree(process: subprocess.Popen, force: bool = True, log: Log = _log) -> None:
     """Signal `process` and every process it started. Windows: taskkill /T /F (always forced:
     console programs ignore the polite WM_CLOSE). POSIX: the process group (start_new_session)."""
     if is_windows():
@@ -97,7 +107,7 @@ def kill_process_tree(process: subprocess.Popen, force: bool = True) -> None:
                                 stdin=subprocess.DEVNULL, capture_output=True, text=True,
                                 **hidden_window_options())
         if result.returncode not in (0, 128):  # 128: the process had already ended
-            logger.info("taskkill %s: %s", process.pid, (result.stderr or result.stdout or "").strip())
+            log(logging.INFO, f"taskkill {process.pid}: {(result.stderr or result.stdout or '').strip()}")
         return
     try:
         os.killpg(process.pid, signal.SIGKILL if force else signal.SIGTERM)
@@ -105,24 +115,51 @@ def kill_process_tree(process: subprocess.Popen, force: bool = True) -> None:
         pass  # the group is gone already
 
 
-def stop_process_tree(process: subprocess.Popen, grace_s: float = 1.0) -> bool:
-    """Stop `process` and its descendants; True when the process has ended.
+def stop_process_tree(process: subprocess.Popen, grace_s: float = 1.0, already_asked: bool = False,
+                      log: Log = _log) -> bool:
+    """Stop `process` and its descendants; True when the process has ended. Blocks up to
+    `grace_s` + 5 s: call it off the GUI thread.
 
-    POSIX: SIGTERM to the group, SIGKILL to the group after `grace_s` (also when the launcher
-    itself ended: a child may ignore SIGTERM). Windows: the tree is killed at once.
+    POSIX: SIGTERM to the group (unless `already_asked`), SIGKILL to the group after `grace_s`
+    (also when the launcher itself ended: a child may ignore SIGTERM). Windows: the tree is
+    killed at once.
     """
     if is_windows():
-        kill_process_tree(process, force=True)
+        kill_process_tree(process, force=True, log=log)
     else:
-        kill_process_tree(process, force=False)
+        if not already_asked:
+            kill_process_tree(process, force=False, log=log)
         try:
             process.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             pass
-        kill_process_tree(process, force=True)
+        kill_process_tree(process, force=True, log=log)
     try:
         process.wait(timeout=5)
     except subprocess.TimeoutExpired:
-        logger.warning("process %s did not stop", process.pid)
+        log(logging.WARNING, f"process {process.pid} did not stop")
         return False
     return True
+
+
+def stop_tree_in_background(process: Optional[subprocess.Popen], log: Log, grace_s: float = 1.0,
+                            then: Optional[Callable[[], None]] = None, name: str = "AttentionUNetSegmentStop"
+                            ) -> threading.Thread:
+    """Cancel without blocking the caller (the GUI thread): on POSIX the group gets SIGTERM now
+    (cheap); a thread sends the kill after `grace_s`, waits for the process, then runs `then`
+    (cleanup). On Windows `taskkill` itself runs in that thread. `log` must be safe to call from
+    that thread (a queue the GUI thread empties)."""
+    if process is not None and not is_windows():
+        kill_process_tree(process, force=False, log=log)
+
+    def stop() -> None:
+        try:
+            if process is not None:
+                stop_process_tree(process, grace_s=grace_s, already_asked=True, log=log)
+        finally:
+            if then is not None:
+                then()
+
+    thread = threading.Thread(target=stop, name=name, daemon=True)
+    thread.start()
+    return thread

@@ -1,33 +1,49 @@
-"""Getting PyTorch into Slicer's Python without importing it into Slicer's process.
+"""Getting a recent enough PyTorch into Slicer's Python without importing it into Slicer's process,
+and without freezing Slicer while it downloads.
 
-Checking: `importlib.util.find_spec` (finds, imports nothing) here, or in a child Python.
-Importing torch into Slicer just to check would load its DLLs, which Windows then keeps locked,
-so a later install or upgrade fails until Slicer restarts.
+Checking: `importlib.util.find_spec` (finds, imports nothing) and the installed package's
+metadata for its version (reads a text file, imports nothing). Importing torch into Slicer just to
+check would load its DLLs, which Windows then keeps locked, so a later install or upgrade fails
+until Slicer restarts. A torch older than MINIMUM_TORCH_VERSION (another extension may have
+installed one) is offered an upgrade, as a missing one is offered an install.
 
-Installing, after the user agreed (the module asks):
-- with the PyTorch extension (SlicerPyTorch, which this extension depends on): its
-  `PyTorchUtilsLogic().installTorch()`, which uses light-the-torch to pick the CUDA build that
-  matches the NVIDIA driver found (CPU build when there is none);
-- without it (a source checkout): the same route by hand, in child processes of PythonSlicer:
-  `pip install light-the-torch`, then `light_the_torch install torch`. Plain `pip install torch`
-  would give Windows users PyPI's CPU-only build.
-Packages Slicer ships (numpy, SimpleITK) are pinned with a pip constraints file either way that
-we control. A restart of Slicer is offered afterwards.
+Installing, after the user agreed (the module asks): light-the-torch, which picks the CUDA build
+that matches the NVIDIA driver found (the CPU build when there is none; plain `pip install torch`
+would give Windows users PyPI's CPU-only build), in hidden child processes of PythonSlicer:
+`pip install light-the-torch`, then `light_the_torch install "torch>=MINIMUM"`. Both get a pip
+constraints file pinning the numpy and SimpleITK that Slicer ships. This is the tool the PyTorch
+extension (SlicerPyTorch) uses too; the module runs it itself, even when that extension is
+installed, because `PyTorchUtilsLogic.installTorch` runs pip on Slicer's GUI thread (Slicer
+freezes for minutes) and takes no constraints. `InstallTask` runs the commands in the background:
+start, poll (step and the installer's last line), cancel (returns at once). A restart of Slicer is
+offered afterwards.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
+import logging
+import queue
 import subprocess
+import threading
+from collections import deque
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
-from typing import Callable, ContextManager, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from . import processes
 
+logger = logging.getLogger(__name__)
+
 FIND_TORCH_CODE = "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('torch') else 3)"
 LIGHT_THE_TORCH = "light-the-torch>=0.7"
+#: The oldest torch the engine runs with: pyproject.toml's `torch>=` (a test keeps the two equal).
+MINIMUM_TORCH_VERSION = "2.1"
+RUNNING, SUCCEEDED, FAILED, CANCELLED = "running", "succeeded", "failed", "cancelled"
+DECLINED = {"missing": "PyTorch is required: install it (or the PyTorch extension) and press Segment again.",
+            "old": f"PyTorch {MINIMUM_TORCH_VERSION} or newer is required: upgrade it and press Segment again."}
+NOT_FOUND_AFTER = "PyTorch was installed but cannot be found: restart Slicer and press Segment again."
 
 
 def torch_found_here() -> bool:
@@ -37,6 +53,36 @@ def torch_found_here() -> bool:
         return importlib.util.find_spec("torch") is not None
     except (ImportError, ValueError):
         return False
+
+
+def torch_version_here() -> Optional[str]:
+    """The installed torch's version from its package metadata (nothing is imported), or None."""
+    importlib.invalidate_caches()
+    try:
+        return metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """(2, 1, 0) from "2.1.0+cu121" or "2.1.0a0+git...": the leading number of each part."""
+    numbers = []
+    for part in version.split("+")[0].split("."):
+        digits = part[:len(part) - len(part.lstrip("0123456789"))]
+        if not digits:
+            break
+        numbers.append(int(digits))
+    return tuple(numbers)
+
+
+def torch_problem() -> Optional[str]:
+    """None when a usable PyTorch is installed, else "missing" or "old" (< MINIMUM_TORCH_VERSION)."""
+    if not torch_found_here():
+        return "missing"
+    version = torch_version_here()
+    if version is not None and version_tuple(version) < version_tuple(MINIMUM_TORCH_VERSION):
+        return "old"
+    return None
 
 
 def torch_found_in(python_executable: Optional[str] = None, timeout_s: float = 60.0) -> bool:
@@ -54,8 +100,6 @@ def torch_found_in(python_executable: Optional[str] = None, timeout_s: float = 6
 def pip_constraints_for_shipped_packages(names: Sequence[str] = ("numpy", "SimpleITK")) -> str:
     """pip constraints (`name==version`) pinning packages Slicer ships, so installing torch never
     replaces them."""
-    from importlib import metadata
-
     lines = []
     for name in names:
         try:
@@ -65,95 +109,166 @@ def pip_constraints_for_shipped_packages(names: Sequence[str] = ("numpy", "Simpl
     return "\n".join(lines) + "\n"
 
 
-@dataclass
-class InstallPlan:
-    """How PyTorch will be installed: shown to the user before anything is downloaded."""
-
-    route: str                       # "PyTorch extension" or "light-the-torch"
-    commands: list[list[str]]        # child processes to run (empty for the extension route)
-
-    def description(self) -> str:
-        if not self.commands:
-            return ("through the PyTorch extension (it picks the CUDA build for the NVIDIA GPU found, "
-                    "else the CPU build)")
-        return ("with light-the-torch, which picks the CUDA build for the NVIDIA GPU found (else the "
-                "CPU build):\n" + "\n".join(" ".join(c) for c in self.commands))
-
-
-def install_plan(pytorch_extension_present: bool, python_executable: Optional[str] = None,
-                 constraints_path: Optional[str] = None) -> InstallPlan:
-    """The route: SlicerPyTorch when its PyTorchUtils module is there, else light-the-torch."""
-    if pytorch_extension_present:
-        return InstallPlan("PyTorch extension", [])
-    python = python_executable or processes.python_executable()
-    constraint = ["--constraint", constraints_path] if constraints_path else []
-    return InstallPlan("light-the-torch", [
-        [python, "-m", "pip", "install", "--disable-pip-version-check", LIGHT_THE_TORCH, *constraint],
-        [python, "-m", "light_the_torch", "install", "torch", *constraint],
-    ])
-
-
 def write_constraints_file(folder: str) -> str:
     path = Path(folder) / "AttentionUNetSegment-constraints.txt"
     path.write_text(pip_constraints_for_shipped_packages(), encoding="utf-8")
     return str(path)
 
 
-def run_install_commands(plan: InstallPlan, run: Callable[..., subprocess.CompletedProcess] = subprocess.run,
-                         timeout_s: float = 3600.0) -> None:
-    """Run the plan's commands hidden, one after the other; RuntimeError with pip's last line on failure."""
-    for command in plan.commands:
-        result = run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, encoding="utf-8",
-                     errors="replace", timeout=timeout_s, env=processes.child_environment(),
-                     **processes.hidden_window_options())
-        if result.returncode != 0:
-            lines = [line for line in (result.stderr or result.stdout or "").splitlines() if line.strip()]
-            last = lines[-1] if lines else f"exit code {result.returncode}"
-            raise RuntimeError(f"{' '.join(command[2:5])} failed: {last}")
+@dataclass
+class InstallPlan:
+    """How PyTorch will be installed: shown to the user before anything is downloaded."""
+
+    route: str                       # "light-the-torch"
+    commands: list[list[str]]        # child processes to run, one after the other
+
+    def description(self) -> str:
+        return ("with light-the-torch (the tool the PyTorch extension uses), which picks the CUDA build "
+                "for the NVIDIA GPU found, else the CPU build; numpy and SimpleITK, which Slicer ships, "
+                "are pinned:\n" + "\n".join(" ".join(c) for c in self.commands))
 
 
-def install_with_extension(pytorch_utils_module) -> None:
-    """The SlicerPyTorch route (its logic asks no question: the module already asked)."""
-    logic = pytorch_utils_module.PyTorchUtilsLogic()
-    if logic.installTorch(askConfirmation=False) is None:
-        raise RuntimeError("the PyTorch extension did not install PyTorch")
+def install_plan(python_executable: Optional[str] = None, constraints_path: Optional[str] = None) -> InstallPlan:
+    """The one route, whether or not the PyTorch extension is installed (see the module docstring)."""
+    python = python_executable or processes.python_executable()
+    constraint = ["--constraint", constraints_path] if constraints_path else []
+    return InstallPlan("light-the-torch", [
+        [python, "-m", "pip", "install", "--disable-pip-version-check", LIGHT_THE_TORCH, *constraint],
+        [python, "-m", "light_the_torch", "install", f"torch>={MINIMUM_TORCH_VERSION}", *constraint],
+    ])
 
 
-def import_pytorch_utils():
-    """SlicerPyTorch's PyTorchUtils module, or None without the PyTorch extension."""
+def install_question(problem: str, plan: InstallPlan) -> str:
+    """What the module asks before installing ("missing") or upgrading ("old")."""
+    if problem == "old":
+        first = (f"This module needs PyTorch >= {MINIMUM_TORCH_VERSION}; Slicer has PyTorch "
+                 f"{torch_version_here()} (perhaps installed by another extension).\n\nUpgrade it now "
+                 f"{plan.description()}?\n\nIf another module has already used PyTorch in this session, "
+                 "restart Slicer first (Windows keeps its files locked).")
+    else:
+        first = f"This module needs PyTorch, which is not installed in Slicer yet.\n\nInstall it now {plan.description()}?"
+    return (first + "\n\nThis downloads about 200 MB (CPU) to several GB (GPU) and may take several minutes; "
+            "Slicer stays usable, and you can cancel.")
+
+
+@dataclass
+class InstallStatus:
+    state: str
+    step: int          # 1-based number of the command running (or that failed)
+    steps: int
+    line: str          # the installer's last output line
+    error: str = ""    # one line when state == FAILED
+
+
+class InstallTask:
+    """The plan's commands, one after the other, in hidden child processes read by a thread: the
+    GUI polls (`poll`, which also writes the output to the log on the polling thread, as
+    `SegmentationJob` does) and never waits; `cancel()` returns at once."""
+
+    def __init__(self, plan: InstallPlan, kill_after_s: float = 1.0):
+        self.plan = plan
+        self.kill_after_s = kill_after_s
+        self.lines: deque[str] = deque(maxlen=400)
+        self._pending_log: "queue.SimpleQueue[str]" = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._state, self._step, self._line, self._error = RUNNING, 0, "", ""
+        self._process: Optional[subprocess.Popen] = None
+        self._cancelled = False
+        self._stopped = threading.Event()
+
+    @property
+    def process(self) -> Optional[subprocess.Popen]:
+        return self._process
+
+    def start(self) -> "InstallTask":
+        threading.Thread(target=self._run, name="AttentionUNetSegmentInstall", daemon=True).start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            for step, command in enumerate(self.plan.commands, start=1):
+                with self._lock:
+                    if self._cancelled:
+                        return
+                    self._step = step
+                    self._process = process = subprocess.Popen(
+                        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                        text=True, encoding="utf-8", errors="replace", bufsize=1,
+                        env=processes.child_environment(), **processes.hidden_window_options())
+                assert process.stdout is not None
+                for raw in process.stdout:
+                    line = raw.rstrip()
+                    if line:
+                        with self._lock:
+                            self._line = line
+                            self.lines.append(line)
+                        self._pending_log.put(line)
+                if process.wait() != 0:
+                    with self._lock:
+                        if not self._cancelled:
+                            last = self._line or f"exit code {process.returncode}"
+                            self._state, self._error = FAILED, f"{' '.join(command[2:5])} failed: {last}"
+                    return
+            with self._lock:
+                if not self._cancelled:
+                    self._state = SUCCEEDED
+        except OSError as error:
+            with self._lock:
+                self._state, self._error = FAILED, f"the installer could not start: {error}"
+
+    def poll(self) -> InstallStatus:
+        while True:
+            try:
+                logger.info("PyTorch install: %s", self._pending_log.get_nowait())
+            except queue.Empty:
+                break
+        with self._lock:
+            return InstallStatus(self._state, self._step, len(self.plan.commands), self._line, self._error)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            process = self._process
+            if self._state == RUNNING:
+                self._state = CANCELLED
+        processes.stop_tree_in_background(process, lambda level, text: self._pending_log.put(text),
+                                          self.kill_after_s, then=self._stopped.set)
+
+    def wait_stopped(self, timeout: Optional[float] = None) -> bool:
+        """After `cancel()`: wait until the installer's process has ended."""
+        return self._stopped.wait(timeout)
+
+
+@dataclass
+class Offer:
+    ready: bool                        # PyTorch is usable: segment now
+    task: Optional[InstallTask] = None  # an install the user agreed to, started
+    error: str = ""
+
+
+def offer_install(ask_install: Callable[[str], bool], temporary_folder: str) -> Offer:
+    """Ready; or, when PyTorch is missing or too old and `ask_install(question)` agreed, the
+    install started in the background; or a one-line error (declined, PythonSlicer missing)."""
+    problem = torch_problem()
+    if problem is None:
+        return Offer(True)
     try:
-        import PyTorchUtils  # noqa: PLC0415 - a Slicer module, present only with the extension
-    except ImportError:
-        return None
-    return PyTorchUtils
-
-
-def ensure_pytorch(ask_install: Callable[[str], bool], ask_restart: Callable[[], bool],
-                   restart: Callable[[], None], temporary_folder: str, pytorch_utils=None,
-                   busy: Callable[[], ContextManager] = contextlib.nullcontext) -> tuple[bool, str]:
-    """PyTorch present, or installed after `ask_install(how)` said yes; then a restart is offered.
-
-    Returns (ready to segment, one-line error or ""). `pytorch_utils`: SlicerPyTorch's module or
-    None. `busy()`: a context shown while installing (the module's wait cursor).
-    """
-    if torch_found_here():
-        return True, ""
-    try:
-        plan = install_plan(pytorch_utils is not None, constraints_path=write_constraints_file(temporary_folder))
+        plan = install_plan(constraints_path=write_constraints_file(temporary_folder))
     except processes.PythonSlicerNotFound as error:
-        return False, str(error)
-    if not ask_install(plan.description()):
-        return False, "PyTorch is required: install it (or the PyTorch extension) and press Segment again."
-    try:
-        with busy():
-            if pytorch_utils is not None:
-                install_with_extension(pytorch_utils)
-            else:
-                run_install_commands(plan)
-    except Exception as error:  # noqa: BLE001 - pip's and the extension's failures become one line
-        return False, f"Installing PyTorch failed: {error}"
-    if not torch_found_here():
-        return False, "PyTorch was installed but cannot be found: restart Slicer and press Segment again."
+        return Offer(False, error=str(error))
+    if not ask_install(install_question(problem, plan)):
+        return Offer(False, error=DECLINED[problem])
+    return Offer(False, InstallTask(plan).start())
+
+
+def finish_install(task: InstallTask, ask_restart: Callable[[], bool], restart: Callable[[], None]) -> tuple[bool, str]:
+    """After the task ended successfully: (go on segmenting, one-line error). Offers the restart."""
+    problem = torch_problem()
+    if problem == "old":  # Windows keeps a PyTorch that something has loaded locked until a restart
+        return False, (f"PyTorch is still {torch_version_here()} (older than {MINIMUM_TORCH_VERSION}): restart "
+                       "Slicer, then press Segment again (and accept the upgrade if asked).")
+    if problem is not None:
+        return False, NOT_FOUND_AFTER
     if ask_restart():
         restart()
         return False, ""

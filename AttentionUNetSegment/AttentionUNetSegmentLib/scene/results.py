@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
-
-import SimpleITK as sitk
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from ..core.options import DEFAULT_OVERLAP, MAP_GRIDS
 from ..service.contract import ATTENTION_DIR, LABELS_FILE, SUMMARY_FILE, JobSettings, case_summary, read_summary
+
+if TYPE_CHECKING:  # imported on first use: Slicer loads this file at start-up (through the module file)
+    import SimpleITK as sitk
 
 
 @dataclass
@@ -35,6 +36,8 @@ def default_labels() -> list[dict[str, Any]]:
 
 def load_output_files(work_dir: os.PathLike | str) -> SegmentationOutput:
     """Read what `segment` wrote into a job folder (labels, attention_<gate>.nrrd, summary)."""
+    import SimpleITK as sitk
+
     folder = Path(work_dir)
     summary = read_summary(folder / SUMMARY_FILE)
     labelmap = sitk.ReadImage(str(folder / LABELS_FILE))

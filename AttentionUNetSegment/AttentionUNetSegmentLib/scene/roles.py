@@ -22,6 +22,9 @@ EXCLUDE_POINTS_ROLE = "AttentionUNetSegment.ExcludePoints"
 INCLUDE_POINTS_MARK = "include points"
 EXCLUDE_POINTS_MARK = "exclude points"
 CLICK_ORDER_ATTRIBUTE = "AttentionUNetSegment.ClickOrder"
+#: Segment tag on the segments a run wrote (value: the model file): a later run replaces them,
+#: segments without it are the user's and are kept.
+WRITTEN_BY_TAG = "AttentionUNetSegment.Model"
 #: Overlay choices besides the gate names.
 MAX_GATE = "max"
 NO_OVERLAY = "none"

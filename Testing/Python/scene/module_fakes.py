@@ -219,7 +219,8 @@ def _fake_scripted_loadable_module(mrml, state):
             self._parameterNode = None
 
         def getParameterNode(self):
-            if self._parameterNode is None:
+            # As Slicer: the scene's parameter node, a new one after Close Scene removed it.
+            if self._parameterNode is None or self._parameterNode.GetScene() is not mrml.scene:
                 self._parameterNode = mrml.scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode")
             return self._parameterNode
 
@@ -295,4 +296,15 @@ def load_module_file(mrml, temporary_path: str, stack: contextlib.ExitStack, pyt
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.fakes = state
+
+    def module_widget(name):          # slicer.util.getModuleWidget: one widget, set up and entered
+        if not hasattr(state, "widget"):
+            state.widget = module.AttentionUNetSegmentWidget(parent=types.SimpleNamespace(isEntered=True))
+            state.widget.setup()
+            stack.callback(state.widget.cleanup)
+        state.widget.enter()
+        return state.widget
+
+    for name, value in [("selectModule", lambda name: None), ("getModuleWidget", module_widget)]:
+        stack.enter_context(mock.patch.object(slicer.util, name, value, create=True))
     return module

@@ -100,3 +100,83 @@ def test_wait_returns_the_final_state_and_result_refuses_before_success(small_ct
     assert job.poll().elapsed_s == status.elapsed_s            # the clock stops when the job ends
     job.cleanup()
     assert not job.work_dir.exists()
+
+
+def _wait_until(condition, timeout: float = 15.0) -> bool:
+    deadline = time.perf_counter() + timeout
+    while not condition() and time.perf_counter() < deadline:
+        time.sleep(0.02)
+    return condition()
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the fake interpreter is a POSIX script")
+def test_cancel_returns_at_once_and_stops_the_tree_in_the_background(tmp_path):
+    """Issue 19, defect 6: Cancel runs on the GUI thread. A process that ignores SIGTERM made it wait
+    the grace period, the process and the reader thread (up to 8 s); now it returns at once and the
+    kill, the waiting and the deletion happen off the GUI thread."""
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\ntrap '' TERM\necho '{\"fraction\": 0.1, \"message\": \"busy\"}' >&2\n"
+                    "while true; do sleep 0.05; done\n", encoding="utf-8")
+    fake.chmod(0o755)
+    (tmp_path / "work").mkdir()
+    job = SegmentationJob(sitk.Image([4, 4, 4], sitk.sitkInt16), python_executable=str(fake),
+                          work_root=str(tmp_path / "work")).start()
+    assert _wait_until(lambda: job.poll().fraction > 0)
+    start = time.perf_counter()
+    job.cancel()
+    assert time.perf_counter() - start < 0.3
+    assert job.poll().state == job_module.CANCELLED
+    assert _wait_until(lambda: job.process.poll() is not None, timeout=5.0), "the process still runs"
+    assert _wait_until(lambda: not job.work_dir.exists(), timeout=5.0)
+    assert list((tmp_path / "work").iterdir()) == []
+
+
+def test_cancel_while_the_input_is_written_leaves_no_partial_file(tmp_path, monkeypatch):
+    """Issue 19, defect 6: Cancel while a multi-GB input.nrrd is still being written. Where the open
+    file cannot be deleted (Windows), the folder was left behind for good (rmtree ignore_errors);
+    now the deletion waits for the writer, and a folder that still cannot be deleted is removed
+    at the next start."""
+    writing = threading.Event()
+    real_rmtree, real_write = job_module.shutil.rmtree, sitk.WriteImage
+
+    def slow_write(image, path, *args, **kwargs):           # a large CT on a slow disk
+        writing.set()
+        with open(path, "wb") as file:
+            file.write(b"NRRD0004\n" + b"\0" * 1000)
+            time.sleep(2.5)
+        writing.clear()
+
+    def rmtree_like_windows(path, ignore_errors=False, **kwargs):   # an open file cannot be deleted
+        if writing.is_set():
+            if ignore_errors:
+                return
+            raise PermissionError(f"{path}: in use by another process")
+        real_rmtree(path, ignore_errors=ignore_errors, **kwargs)
+
+    monkeypatch.setattr(sitk, "WriteImage", slow_write)
+    monkeypatch.setattr(job_module.shutil, "rmtree", rmtree_like_windows)
+    work_root = tmp_path / "work"
+    work_root.mkdir()
+    job = SegmentationJob(sitk.Image([4, 4, 4], sitk.sitkInt16), python_executable=sys.executable,
+                          work_root=str(work_root)).start()
+    assert _wait_until(writing.is_set)
+    job.cancel()
+    assert _wait_until(lambda: not job.work_dir.exists(), timeout=10.0), "a partial input.nrrd was left behind"
+    monkeypatch.setattr(sitk, "WriteImage", real_write)
+
+    # A folder that could not be deleted at all (a virus scanner holds the file): the next start does it.
+    stuck = SegmentationJob(sitk.Image([4, 4, 4], sitk.sitkInt16), python_executable=sys.executable,
+                            work_root=str(work_root))
+    monkeypatch.setattr(job_module.shutil, "rmtree", lambda path, ignore_errors=False, **kwargs: (
+        None if ignore_errors else (_ for _ in ()).throw(PermissionError(path))))
+    stuck.start()
+    stuck.cancel()
+    assert stuck.wait_stopped(timeout=30)                   # gave up after its retries
+    assert stuck.work_dir.exists()
+    monkeypatch.setattr(job_module.shutil, "rmtree", real_rmtree)
+    after = SegmentationJob(sitk.Image([4, 4, 4], sitk.sitkInt16), python_executable=sys.executable,
+                            work_root=str(work_root), extra_args=["--no-such-option"]).start()
+    assert not stuck.work_dir.exists()
+    after.wait(timeout=60)
+    after.cleanup()
+    assert list(work_root.iterdir()) == []

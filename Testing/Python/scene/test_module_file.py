@@ -76,6 +76,8 @@ def test_module_self_test_runs_end_to_end(module_file, mrml):
     case.run(result)
     assert result.wasSuccessful(), "\n".join(text for _, text in result.failures + result.errors)
     assert module_file.fakes.messages[-1] == "Test passed"
+    # With PyTorch the whole module runs, through its widget (issue 19: no empty pass in the build).
+    assert any("through the module's widget" in message for message in module_file.fakes.messages)
 
 
 _CHILD = """
@@ -101,11 +103,14 @@ def _self_test_in_child(tmp_path, block: str) -> dict:
 
 
 def test_self_test_on_a_slicer_without_pytorch_skips_with_a_clear_message(tmp_path):
-    """Stock Slicer ships no torch (in Slicer nor in PythonSlicer): the self-test must pass and say why
-    it did nothing, not fail with ModuleNotFoundError."""
+    """Stock Slicer ships no torch (in Slicer nor in PythonSlicer): the self-test must pass, test what
+    needs no network (the scene part), and say clearly that it skipped the network part (issue 19),
+    not fail with ModuleNotFoundError."""
     report = _self_test_in_child(tmp_path, "BLOCK_TORCH")
     assert report["ok"], report["problems"]
-    assert report["messages"] == [SKIP_MESSAGE] and not report["torch_loaded"]
+    assert report["messages"][-1] == SKIP_MESSAGE and "network part skipped" in SKIP_MESSAGE
+    assert any("without the network" in message for message in report["messages"])
+    assert not report["torch_loaded"]
 
 
 def test_self_test_never_imports_torch_into_slicers_process(tmp_path):
@@ -159,7 +164,8 @@ def test_widget_flows_segment_cancel_errors_overlays(widget, module_file, mrml, 
     widget.onSegmentButton()
     job = widget._job
     widget.onSegmentButton()
-    assert widget._job is None and job.poll().state == CANCELLED and not job.work_dir.exists()
+    assert widget._job is None and job.poll().state == CANCELLED
+    assert job.wait_stopped(timeout=10) and not job.work_dir.exists()
     assert ui.statusLabel.text.startswith("Cancelled") and ui.segmentButton.text == "Segment"
     assert mrml.node_ids() == ids
 
@@ -228,3 +234,125 @@ def test_folder_button_and_cleanup_stop_timers_and_processes(widget, module_file
     widget.cleanup()                                                  # Reload, or Slicer closing
     assert not widget._probeTimer.active and not widget._jobTimer.active and stopped == [True]
     assert all(not timer.active for timer in FakeTimer.instances)
+
+
+def test_output_segmentation_follows_the_input_ct(widget, mrml, small_ct):
+    """Issue 19, defect 1 (the module's half): switching the input CT shows that CT's own result
+    (none yet for a new CT) instead of keeping the previous CT's segmentation as the output."""
+    from mrml_helpers import output_like
+
+    p, ct = widget._parameterNode, widget.ct
+    applied = widget.logic.apply_result(ct, output_like(small_ct))
+    p.outputSegmentation = applied.segmentation_node          # as the module does after a run
+    ct2 = mrml.add_ct(small_ct, name="CT 2")
+    p.inputVolume = ct2
+    assert p.outputSegmentation is None
+    p.inputVolume = ct
+    assert p.outputSegmentation is applied.segmentation_node
+
+
+def _offered_inputs(widget, mrml) -> list[str]:
+    """The volumes the Input CT selector lists: scalar volumes whose ID the proxy does not hide."""
+    from AttentionUNetSegmentLib.scene.roles import collection_items
+
+    hidden = set(widget.ui.inputVolumeSelector.proxy.hiddenNodeIDs)
+    return [node.GetName() for node in collection_items(mrml.scene.GetNodesByClass("vtkMRMLScalarVolumeNode"))
+            if node.GetID() not in hidden]
+
+
+# Before the Close Scene test on purpose: run right after it (whose scene.Clear() emulates Close
+# Scene), this test's apply_result logged "vtkSubjectHierarchyItem::DataNodeCache inconsistency"
+# from slicer-core's subject hierarchy, while it passes alone and in any other order; its cause
+# was not found (suspected: stale cache entries after Clear() without Slicer's subject hierarchy
+# logic, meeting a recycled address). To be checked in a real Slicer (docs/slicer.md, checklist).
+def test_overlays_made_outside_the_module_are_not_offered(widget, mrml, small_ct):
+    """Issue 19, defect 10: overlays are recognised by their node attribute whenever they appear
+    (a script's run, a scene loaded), not only by the IDs the module noted after its own runs."""
+    from mrml_helpers import output_like
+
+    ct2 = mrml.add_ct(small_ct, name="CT 2")
+    widget.logic.apply_result(ct2, output_like(small_ct))        # a script, not the module's button
+    assert _offered_inputs(widget, mrml) == ["CT", "CT 2"]
+
+
+def test_new_cts_are_offered_after_close_scene(widget, mrml, small_ct):
+    """Issue 19, defect 2: node IDs restart after Close Scene; CTs loaded afterwards must not be
+    hidden because they got the IDs the previous scene's overlays had."""
+    from mrml_helpers import output_like
+
+    widget.logic.apply_result(widget.ct, output_like(small_ct))
+    widget._hideOverlaysFromInputSelector()                      # as after the module's own run
+    assert _offered_inputs(widget, mrml) == ["CT"]
+    mrml.scene.Clear(0)                                          # File > Close Scene
+    for name in ("CT A", "CT B", "CT C"):
+        mrml.add_ct(small_ct, name=name, study=False)
+    assert _offered_inputs(widget, mrml) == ["CT A", "CT B", "CT C"]
+
+
+_LOAD_ONLY = """
+import contextlib, json, sys, tempfile, types
+import slicer
+import module_fakes
+with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as temporary:
+    module_fakes.load_module_file(types.SimpleNamespace(scene=slicer.vtkMRMLScene(), segmentations_logic=None),
+                                  temporary, stack)
+    print(json.dumps(sorted(name for name in sys.modules if name.split(".")[0] == "SimpleITK")))
+"""
+
+
+def test_slicer_start_up_does_not_load_simpleitk(tmp_path):
+    """Issue 19, defect 7 (at run time): importing the module file, as Slicer does at start-up, loads
+    no SimpleITK. (numpy cannot be checked this way: slicer-core's `slicer` loads it itself; the
+    import rule checks that the module file's imports do not.)"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), processes.lib_parent_dir()])}
+    out = subprocess.run([sys.executable, "-c", _LOAD_ONLY], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_pressing_segment_without_pytorch_installs_it_in_the_background(widget, module_file, tiny_model_path,
+                                                                       monkeypatch):
+    """Issue 19, defect 4 (the module's half): the install ran on the GUI thread with a wait cursor.
+    Now Segment starts it and returns; the installer's lines show in the status line, the button
+    cancels it, and once it has finished (restart declined) the segmentation starts by itself."""
+    from AttentionUNetSegmentLib.scene import pytorch_install
+
+    ui, p = widget.ui, widget._parameterNode
+    _use_model(widget, tiny_model_path)
+    p.device, p.overlap = "cpu", 0.0
+    problem = ["missing"]
+    monkeypatch.setattr(pytorch_install, "torch_problem", lambda: problem[0])
+    slow = [sys.executable, "-c", "import time; print('Downloading torch (50%)', flush=True); time.sleep(60)"]
+    monkeypatch.setattr(pytorch_install, "install_plan", lambda **kwargs: pytorch_install.InstallPlan(
+        "light-the-torch", [slow]))
+    start = time.perf_counter()
+    widget.onSegmentButton()
+    assert time.perf_counter() - start < 1.0
+    assert "Install it now" in module_file.fakes.confirmations[-1]
+    assert widget._job is None and ui.segmentButton.text == "Cancel" and ui.progressBar.visible
+    deadline = time.perf_counter() + 20
+    while "Downloading torch (50%)" not in ui.statusLabel.text and time.perf_counter() < deadline:
+        widget.onInstallTimer()
+        time.sleep(0.05)
+    assert "Downloading torch (50%)" in ui.statusLabel.text
+    task = widget._install
+    asked = len(module_file.fakes.confirmations)
+    widget.startSegmentation()                                   # e.g. a click while installing
+    assert widget._install is task and len(module_file.fakes.confirmations) == asked
+    widget.onSegmentButton()                                     # Cancel
+    assert widget._install is None and task.poll().state == pytorch_install.CANCELLED
+    assert ui.segmentButton.text == "Segment" and not ui.progressBar.visible and task.wait_stopped(10)
+
+    quick = [sys.executable, "-c", "print('Successfully installed torch-2.5.1')"]
+    monkeypatch.setattr(pytorch_install, "install_plan", lambda **kwargs: pytorch_install.InstallPlan(
+        "light-the-torch", [quick]))
+    widget.onSegmentButton()
+    problem[0] = None                                            # what the installer did
+    deadline = time.perf_counter() + 20
+    while widget._install is not None and time.perf_counter() < deadline:
+        widget.onInstallTimer()
+        time.sleep(0.05)
+    assert widget._job is not None, module_file.fakes.errors     # restart declined: segmenting now
+    _drive(widget)
+    assert "Pancreas:" in ui.resultLabel.text

@@ -190,3 +190,55 @@ def test_seg_nrrd_saved_from_the_scene_reads_back_with_slicerio(mrml, tmp_path):
     assert segment["terminology"]["category"] == ["SCT", "123037004", "Anatomical Structure"]
     labels = slicerio.extract_segments(segmentation, [("Pancreas", 1)])
     assert int(np.count_nonzero(labels["voxels"])) == int(sitk.GetArrayViewFromImage(output.labelmap).sum())
+
+
+def test_each_ct_keeps_its_own_result_when_the_input_is_switched(mrml):
+    """Issue 19, defect 1: after a run the module still holds the first CT's segmentation as its
+    output; a run on a second CT must not overwrite it. One result per CT, found through the CT."""
+    ct_image = phantom_ct(np.eye(3))
+    ct = mrml.add_ct(ct_image, name="CT")
+    ct2 = mrml.add_ct(ct_image, name="CT 2")
+    first_output = output_like(ct_image, seed=1)
+    first = mrml.logic.apply_result(ct, first_output)
+    # What the module passes: its output segmentation, which is still the first CT's result.
+    second = mrml.logic.apply_result(ct2, output_like(ct_image, seed=2, center=(9, 16, 20), radii=(3, 5, 6)),
+                                     segmentation_node=first.segmentation_node)
+    assert second.segmentation_node is not first.segmentation_node
+    assert first.segmentation_node.GetName() == "CT pancreas"
+    assert second.segmentation_node.GetName() == "CT 2 pancreas"
+    assert ct.GetNodeReference(SEGMENTATION_ROLE) is first.segmentation_node
+    assert ct2.GetNodeReference(SEGMENTATION_ROLE) is second.segmentation_node
+    exported = export_segment(mrml, first.segmentation_node, ct)
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(exported),
+                                  sitk.GetArrayViewFromImage(first_output.labelmap))
+    # A run on the first CT again, still given the second CT's node, updates the first CT's own.
+    again = mrml.logic.apply_result(ct, first_output, segmentation_node=second.segmentation_node)
+    assert again.segmentation_node is first.segmentation_node
+    assert mrml.logic.output_segmentation_for(ct2, first.segmentation_node) is second.segmentation_node
+
+
+def test_a_new_model_replaces_what_the_earlier_model_wrote_and_keeps_the_users_segments(mrml):
+    """Issue 19, defect 9: a model with more labels (here also a liver) and then one with only the
+    pancreas. The earlier model's liver must not stay with stale contents; the user's own segment
+    stays."""
+    ct_image = phantom_ct(np.eye(3))
+    ct = mrml.add_ct(ct_image)
+    pancreas = labels_like(ct_image)
+    liver_and_pancreas = sitk.GetArrayFromImage(pancreas)
+    liver_and_pancreas[1:4, 2:10, 2:12] = 2
+    labelmap = sitk.GetImageFromArray(liver_and_pancreas)
+    labelmap.CopyInformation(ct_image)
+    liver = {"value": 2, "name": "Liver", "color": (0.6, 0.2, 0.2), "terminology": ""}
+    first = mrml.logic.apply_result(ct, SegmentationOutput(labelmap, {}, [PANCREAS.to_dict(), liver],
+                                                           {"model": "organs.pt"}))
+    segmentation = first.segmentation_node.GetSegmentation()
+    assert segmentation.GetSegment("Liver") is not None
+    segmentation.AddEmptySegment("MyNotes", "My notes")                 # the user's own segment
+    second_output = output_like(ct_image, seed=2, center=(9, 16, 20), radii=(3, 5, 6))
+    second = mrml.logic.apply_result(ct, second_output)
+    assert second.segmentation_node is first.segmentation_node
+    assert segmentation.GetSegment("Liver") is None
+    assert segmentation.GetSegment("MyNotes") is not None
+    exported = export_segment(mrml, second.segmentation_node, ct)
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(exported),
+                                  sitk.GetArrayViewFromImage(second_output.labelmap))

@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import types
+import time
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 
@@ -39,26 +40,79 @@ def test_pip_constraints_pin_packages_slicer_ships(tmp_path):
     assert f"SimpleITK=={metadata.version('SimpleITK')}" in lines
 
 
-def test_install_routes(tmp_path):
-    extension = pytorch_install.install_plan(True, python_executable="/slicer/PythonSlicer")
-    assert extension.commands == [] and "PyTorch extension" in extension.description()
-    plan = pytorch_install.install_plan(False, python_executable="/slicer/PythonSlicer", constraints_path="/c.txt")
+def _python(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def _wait_until(condition, timeout: float = 20.0) -> bool:
+    deadline = time.perf_counter() + timeout
+    while not condition() and time.perf_counter() < deadline:
+        time.sleep(0.02)
+    return condition()
+
+
+def test_the_install_always_pins_what_slicer_ships_and_asks_for_the_minimum_torch():
+    """Issue 19, defect 11 (and 5): the constraints apply to every route the module takes. The
+    SlicerPyTorch route did not pass them; the module now runs light-the-torch itself (the tool
+    SlicerPyTorch uses) whether or not the PyTorch extension is installed."""
+    plan = pytorch_install.install_plan(python_executable="/slicer/PythonSlicer", constraints_path="/c.txt")
     assert plan.commands == [
         ["/slicer/PythonSlicer", "-m", "pip", "install", "--disable-pip-version-check", "light-the-torch>=0.7",
          "--constraint", "/c.txt"],
-        ["/slicer/PythonSlicer", "-m", "light_the_torch", "install", "torch", "--constraint", "/c.txt"]]
-    assert "CUDA build" in plan.description()
-    calls = []
+        ["/slicer/PythonSlicer", "-m", "light_the_torch", "install",
+         f"torch>={pytorch_install.MINIMUM_TORCH_VERSION}", "--constraint", "/c.txt"]]
+    assert "CUDA build" in plan.description() and "numpy" in plan.description()
 
-    def run(command, **kwargs):
-        calls.append((command, kwargs))
-        failing = command[2] == "light_the_torch"
-        return subprocess.CompletedProcess(command, 1 if failing else 0, "", "Collecting torch\nERROR: No space left")
 
-    with pytest.raises(RuntimeError, match="light_the_torch install torch failed: ERROR: No space left"):
-        pytorch_install.run_install_commands(plan, run=run)
-    assert [c for c, _ in calls] == plan.commands
-    assert all(k["env"]["PYTHONIOENCODING"] == "utf-8" and k["stdin"] == subprocess.DEVNULL for _, k in calls)
+def test_install_runs_in_the_background_streams_its_output_and_cancels():
+    """Issue 19, defect 4: the install ran as a blocking subprocess.run (up to an hour) on the GUI
+    thread. Now it starts at once, its output lines arrive while it runs, and Cancel stops it
+    without waiting."""
+    plan = pytorch_install.InstallPlan("light-the-torch", [
+        _python("print('Collecting light-the-torch', flush=True)"),
+        _python("import time; print('Downloading torch-2.5.1 (10%)', flush=True); time.sleep(60)")])
+    start = time.perf_counter()
+    task = pytorch_install.InstallTask(plan).start()
+    assert time.perf_counter() - start < 0.5
+    assert _wait_until(lambda: "Downloading torch" in task.poll().line)
+    status = task.poll()
+    assert status.state == pytorch_install.RUNNING and (status.step, status.steps) == (2, 2)
+    assert "Collecting light-the-torch" in task.lines
+    start = time.perf_counter()
+    task.cancel()
+    assert time.perf_counter() - start < 0.3
+    assert task.poll().state == pytorch_install.CANCELLED
+    assert task.wait_stopped(10) and task.process.poll() is not None
+
+    failing = pytorch_install.InstallTask(pytorch_install.InstallPlan("light-the-torch", [
+        _python("import sys; print('Collecting torch'); print('ERROR: No space left', file=sys.stderr); sys.exit(1)"),
+        _python("raise SystemExit('never run')")])).start()
+    assert _wait_until(lambda: failing.poll().state != pytorch_install.RUNNING)
+    status = failing.poll()
+    assert status.state == pytorch_install.FAILED and status.step == 1
+    assert status.error.endswith("failed: ERROR: No space left") and "\n" not in status.error
+
+
+def test_an_old_torch_is_found_without_importing_it_and_an_upgrade_is_offered(monkeypatch, tmp_path):
+    """Issue 19, defect 5: a torch older than the module needs (left by another extension) failed
+    only when a run started. Its version is read from the package metadata (nothing imported)."""
+    code = ("import sys; from AttentionUNetSegmentLib.scene import pytorch_install as p; "
+            "print(p.torch_version_here(), p.torch_problem(), 'torch' in sys.modules)")
+    env = {**os.environ, "PYTHONPATH": processes.lib_parent_dir()}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == [metadata.version("torch"), "None", "False"]
+    monkeypatch.setattr(pytorch_install.metadata, "version", lambda name: "1.13.1+cu117")
+    assert pytorch_install.torch_problem() == "old"
+    question = pytorch_install.install_question("old", pytorch_install.install_plan(python_executable="/py"))
+    assert "1.13.1" in question and f">= {pytorch_install.MINIMUM_TORCH_VERSION}" in question
+    monkeypatch.setattr(pytorch_install, "torch_found_here", lambda: False)
+    assert pytorch_install.torch_problem() == "missing"
+    assert pytorch_install.version_tuple("2.1.0a0+git") == (2, 1, 0)
+
+
+def test_minimum_torch_version_is_the_package_requirement():
+    pyproject = (Path(processes.lib_parent_dir()).parent / "pyproject.toml").read_text(encoding="utf-8")
+    assert f'"torch>={pytorch_install.MINIMUM_TORCH_VERSION}"' in pyproject
 
 
 class _Dialogs:
@@ -66,8 +120,8 @@ class _Dialogs:
         self.answers = {"install": install, "restart": restart}
         self.asked, self.restarted = [], False
 
-    def ask_install(self, how):
-        self.asked.append(("install", how))
+    def ask_install(self, question):
+        self.asked.append(("install", question))
         return self.answers["install"]
 
     def ask_restart(self):
@@ -78,39 +132,30 @@ class _Dialogs:
         self.restarted = True
 
 
-def _fake_pytorch_utils(installed: list, result="torch"):
-    class PyTorchUtilsLogic:
-        def installTorch(self, askConfirmation=False, forceComputationBackend=None, torchVersionRequirement=None):
-            installed.append(askConfirmation)
-            return result
-
-    return types.SimpleNamespace(PyTorchUtilsLogic=PyTorchUtilsLogic)
-
-
-def test_ensure_pytorch_flows(tmp_path, monkeypatch):
+def test_offer_and_finish_flows(tmp_path, monkeypatch):
     dialogs = _Dialogs()
-    assert pytorch_install.ensure_pytorch(dialogs.ask_install, dialogs.ask_restart, dialogs.restart,
-                                          str(tmp_path)) == (True, "")
-    assert dialogs.asked == []                                   # present: nobody is asked anything
-    present = iter([False, True])                                # missing, then found after the install
-    monkeypatch.setattr(pytorch_install, "torch_found_here", lambda: next(present))
+    offer = pytorch_install.offer_install(dialogs.ask_install, str(tmp_path))
+    assert (offer.ready, offer.task, offer.error) == (True, None, "") and dialogs.asked == []
+    monkeypatch.setattr(pytorch_install, "torch_problem", lambda: "missing")
     monkeypatch.setattr(processes, "python_executable", lambda: sys.executable)
-    installed = []
-    dialogs = _Dialogs(install=True, restart=True)
-    assert pytorch_install.ensure_pytorch(dialogs.ask_install, dialogs.ask_restart, dialogs.restart, str(tmp_path),
-                                          _fake_pytorch_utils(installed)) == (False, "")
-    assert installed == [False] and dialogs.restarted            # the module asked; the extension did not
-    assert dialogs.asked[0][0] == "install" and "PyTorch extension" in dialogs.asked[0][1]
-
-    monkeypatch.setattr(pytorch_install, "torch_found_here", lambda: False)
     declined = _Dialogs(install=False)
-    ready, error = pytorch_install.ensure_pytorch(declined.ask_install, declined.ask_restart, declined.restart,
-                                                  str(tmp_path), None)
-    assert not ready and error.startswith("PyTorch is required") and "light-the-torch" in declined.asked[0][1]
-    ready, error = pytorch_install.ensure_pytorch(dialogs.ask_install, dialogs.ask_restart, dialogs.restart,
-                                                  str(tmp_path), _fake_pytorch_utils([], result=None))
-    assert not ready and error == "Installing PyTorch failed: the PyTorch extension did not install PyTorch"
-    monkeypatch.setattr(pytorch_install, "run_install_commands", lambda plan: None)
-    ready, error = pytorch_install.ensure_pytorch(dialogs.ask_install, dialogs.ask_restart, dialogs.restart,
-                                                  str(tmp_path), None)
-    assert not ready and "cannot be found: restart Slicer" in error
+    offer = pytorch_install.offer_install(declined.ask_install, str(tmp_path))
+    assert not offer.ready and offer.task is None and offer.error.startswith("PyTorch is required")
+    assert "light-the-torch" in declined.asked[0][1]
+    monkeypatch.setattr(pytorch_install, "install_plan", lambda **kwargs: pytorch_install.InstallPlan(
+        "light-the-torch", [_python("print('Successfully installed torch')")]))
+    offer = pytorch_install.offer_install(dialogs.ask_install, str(tmp_path))
+    assert not offer.ready and offer.task is not None and offer.error == ""
+    assert _wait_until(lambda: offer.task.poll().state != pytorch_install.RUNNING)
+    # Installed but still not found: one line, no restart offered.
+    assert pytorch_install.finish_install(offer.task, dialogs.ask_restart, dialogs.restart) == \
+        (False, "PyTorch was installed but cannot be found: restart Slicer and press Segment again.")
+    monkeypatch.setattr(pytorch_install, "torch_problem", lambda: "old")      # the upgrade did not take
+    monkeypatch.setattr(pytorch_install, "torch_version_here", lambda: "2.0.1")
+    assert pytorch_install.finish_install(offer.task, dialogs.ask_restart, dialogs.restart)[1].startswith(
+        "PyTorch is still 2.0.1 (older than 2.1): restart Slicer")
+    monkeypatch.setattr(pytorch_install, "torch_problem", lambda: None)
+    assert pytorch_install.finish_install(offer.task, dialogs.ask_restart, dialogs.restart) == (True, "")
+    restarting = _Dialogs(restart=True)
+    assert pytorch_install.finish_install(offer.task, restarting.ask_restart, restarting.restart) == (False, "")
+    assert restarting.restarted
