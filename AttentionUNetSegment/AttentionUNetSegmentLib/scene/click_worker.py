@@ -166,12 +166,7 @@ class ClickWorkerClient:
     # -- answers -----------------------------------------------------------------------------
     def flush_log(self) -> None:
         """Write the lines the reader thread queued, on this (the polling) thread."""
-        while True:
-            try:
-                level, text = self._pending_log.get_nowait()
-            except queue.Empty:
-                return
-            logger.log(level, "%s", text)
+        processes.write_queued_log(self._pending_log, logger)
 
     def poll(self) -> list[dict[str, Any]]:
         """The answers that arrived since the last poll, oldest first (call from the GUI thread)."""

@@ -223,12 +223,7 @@ class SegmentationJob:
 
     def flush_log(self) -> None:
         """Write the lines the reader thread queued, on this (the polling) thread."""
-        while True:
-            try:
-                level, text = self._pending_log.get_nowait()
-            except queue.Empty:
-                return
-            logger.log(level, "%s", text)
+        processes.write_queued_log(self._pending_log, logger)
 
     def poll(self) -> JobStatus:
         """State, fraction and message; also writes the queued log lines (call from the GUI thread)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import shutil
 import signal
 import subprocess
@@ -163,3 +164,14 @@ def stop_tree_in_background(process: Optional[subprocess.Popen], log: Log, grace
     thread = threading.Thread(target=stop, name=name, daemon=True)
     thread.start()
     return thread
+
+
+def write_queued_log(pending: "queue.SimpleQueue[tuple[int, str]]", log: logging.Logger) -> None:
+    """Write the (level, text) lines a reader thread queued, on the calling (polling) thread:
+    Slicer's log handler talks to Qt, so it must never be called from a reader thread."""
+    while True:
+        try:
+            level, text = pending.get_nowait()
+        except queue.Empty:
+            return
+        log.log(level, "%s", text)
