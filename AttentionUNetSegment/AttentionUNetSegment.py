@@ -9,7 +9,6 @@ PyTorch is never imported into Slicer's process by this module.
 
 import logging
 import os
-import time
 from typing import Annotated
 
 import qt
@@ -18,10 +17,9 @@ import vtk
 from AttentionUNetSegmentLib.core.errors import InputError
 from AttentionUNetSegmentLib.core.options import DEFAULT_OVERLAP
 from AttentionUNetSegmentLib.files.resources import resources_folder
-# Only light modules at load: Slicer imports every module file at start-up. The scene modules
-# that load numpy and SimpleITK (volumes, selftest, interactive_mode) are imported where first used.
-from AttentionUNetSegmentLib.scene import device_probe, models, processes, pytorch_install, sequences
-from AttentionUNetSegmentLib.scene.job import FAILED, RUNNING, SUCCEEDED
+# Only light modules at load: Slicer imports every module file at start-up. The scene modules that
+# load numpy and SimpleITK (volumes, selftest, interactive_mode, segment_run) are imported where first used.
+from AttentionUNetSegmentLib.scene import device_probe, models, processes, pytorch_install
 from AttentionUNetSegmentLib.scene.logic import AttentionUNetSegmentSceneLogic
 from AttentionUNetSegmentLib.scene.roles import DEFAULT_OPACITY, MAX_GATE, NO_OVERLAY
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
@@ -99,9 +97,17 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = self._parameterNode = self._parameterNodeGuiTag = None
-        self._job = self._jobVolume = self._deviceProbe = self._clickMode = None
-        self._install = self._afterInstall = None
-        self._updatingGui, self._jobStartTime, self._followedInput = False, 0.0, None
+        self._run = self._deviceProbe = self._clickMode = None
+        self._installFlow = pytorch_install.InstallFlow(
+            lambda question: slicer.util.confirmOkCancelDisplay(question, windowTitle=_("Install PyTorch")),
+            lambda question: slicer.util.confirmYesNoDisplay(question, windowTitle=_("Install PyTorch")),
+            lambda: slicer.util.restart())
+        self._updatingGui, self._followedInput = False, None
+
+    @property
+    def _job(self):
+        """The Segment run's background job while it runs, else None (scene/segment_run.py)."""
+        return self._run.job if self._run is not None else None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -113,8 +119,9 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self._populateModelComboBox()
         self._populateDeviceComboBox(None)
         self.ui.progressBar.hide()
-        from AttentionUNetSegmentLib.scene import interactive_mode
+        from AttentionUNetSegmentLib.scene import interactive_mode, segment_run
 
+        self._run = segment_run.SegmentRun(self.logic)
         self._clickMode = interactive_mode.ClickMode(self.logic, slicer.app.applicationLogic(),
                                                      work_root=slicer.app.temporaryPath)
         self._jobTimer, self._probeTimer, self._clickTimer, self._installTimer = (qt.QTimer(), qt.QTimer(),
@@ -185,7 +192,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self._cancelJob()
         self._clickMode.cancel()
         self._setClickButton(False)
-        self._afterInstall = None  # an install goes on, but the run it was for belonged to that scene
+        self._installFlow.then = None  # an install goes on, but the run it was for belonged to that scene
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -243,7 +250,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             self._updatingGui = False
 
     def _updateButtons(self) -> None:
-        running = self._job is not None or self._install is not None or self._clickMode.busy
+        running = self._job is not None or self._installFlow.running or self._clickMode.busy
         clicking = self._clickMode.active
         haveInput = self._parameterNode is not None and self._parameterNode.inputVolume is not None
         button = self.ui.segmentButton
@@ -312,7 +319,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             self._parameterNode.device = self.ui.deviceComboBox.currentData or "auto"
 
     def onSegmentButton(self) -> None:
-        if self._install is not None:
+        if self._installFlow.running:
             self._cancelInstall()
             self._showStatus(_("PyTorch installation cancelled."))
             return
@@ -338,16 +345,10 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         return self._pyTorchReady(then)
 
     def startSegmentation(self) -> None:
-        """Start a background job on the whole input CT."""
-        from AttentionUNetSegmentLib.scene import volumes
-
+        """Start a background job on the whole input CT (scene/segment_run.py)."""
         p = self._parameterNode
         try:
-            volume = p.inputVolume if p else None
-            volumes.check_input_volume(volume)
-            modelPath = models.selected_model_path(p.model, p.modelPath)
-            job = self.logic.create_job(volume, model_path=modelPath, device=p.device, overlap=p.overlap,
-                                        work_root=slicer.app.temporaryPath)
+            job, volume = self._run.prepare(p, work_root=slicer.app.temporaryPath)
         except (InputError, processes.PythonSlicerNotFound) as error:
             self._showError(str(error))
             return
@@ -356,12 +357,11 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         if p.model == self.CUSTOM_MODEL:
             self.ui.modelPathLineEdit.addCurrentPathToHistory()
         try:
-            job.start()
+            status = self._run.start(job, volume)
         except OSError as error:
             self._showError(_("Could not start the segmentation process: {error}").format(error=error))
             return
-        self._job, self._jobVolume, self._jobStartTime = job, volume, time.perf_counter()
-        self._showRunning(sequences.frame_note(volume) or _("Starting..."))
+        self._showRunning(status)
         self._jobTimer.start()
 
     def _showRunning(self, text) -> None:
@@ -371,40 +371,27 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self._updateButtons()
 
     def onJobTimer(self) -> None:
-        job = self._job
-        if job is None:
-            self._jobTimer.stop()
-            return
-        status = job.poll()  # also writes the job's log lines, here on the GUI thread
-        self.ui.progressBar.value = int(round(100 * status.fraction))
-        if status.state == RUNNING:
-            self._showStatus(_("{message} ({seconds:.0f} s)").format(message=status.message, seconds=status.elapsed_s))
+        """The job's progress; once it has ended, its result (applied by scene/segment_run.py) or its error."""
+        update = self._run.poll(self._parameterNode, busy=slicer.util.WaitCursor)
+        if update is not None:
+            self.ui.progressBar.value = update.percent
+        if update is not None and update.running:
+            self._showStatus(update.status)
             return
         self._jobTimer.stop()
-        self._job = None
+        if update is None:
+            return
         try:
-            if status.state == SUCCEEDED:
-                self._applyResult(job)
-            elif status.state == FAILED:
-                self._showError(status.error, details="\n".join(job.log_lines))
+            if update.error:
+                self._showError(update.error, details=update.details)
+            elif update.applied is not None:
+                self._showApplied(update.applied, update.seconds, update.volume_node)
         finally:
-            job.cleanup()
+            update.job.cleanup()
             self.ui.progressBar.hide()
             self._updateButtons()
 
-    def _applyResult(self, job) -> None:
-        p = self._parameterNode
-        try:
-            with slicer.util.WaitCursor():
-                applied = self.logic.apply_result(self._jobVolume, job.result(), segmentation_node=p.outputSegmentation,
-                                                  gate=p.gate, opacity=p.opacity)
-        except Exception as error:  # noqa: BLE001 - shown in the module, details in the log
-            logging.exception("AttentionUNetSegment: applying the result failed")
-            self._showError(_("Could not show the result: {error}").format(error=error))
-            return
-        self._showApplied(applied, time.perf_counter() - self._jobStartTime, self._jobVolume)
-
-    def _showApplied(self, applied, seconds, volume, prefix="") -> None:
+    def _showApplied(self, applied, seconds, volume, resultLine=lambda text: text) -> None:
         """A result in the scene (a Segment run's, or the click mode's): the Result line and the gates."""
         p = self._parameterNode
         if p.inputVolume is volume:  # (a script may have switched the input meanwhile)
@@ -412,72 +399,52 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         if p.gate not in applied.overlay_nodes and p.gate != NO_OVERLAY:
             p.gate = MAX_GATE
         self._hideOverlaysFromInputSelector()
-        self.ui.resultLabel.text = prefix + self.logic.result_text(volume, applied, seconds)
+        self.ui.resultLabel.text = resultLine(self.logic.result_text(volume, applied, seconds))
         self._showStatus(_("Done in {seconds:.1f} s.").format(seconds=seconds))
         self._populateGateComboBox()
 
     def _cancelJob(self) -> None:
-        if self._job is not None:
-            job, self._job = self._job, None
+        if self._run.cancel():
             self._jobTimer.stop()
-            job.cancel()
             self.ui.progressBar.hide()
             self._updateButtons()
 
     def _pyTorchReady(self, then) -> bool:
         """PyTorch usable (checked without importing it); else, if the user agrees, its install
         (or upgrade) runs in the background and `then()` follows once it has finished."""
-        if self._install is not None:  # already installing (a click meanwhile): run this one after it
-            self._afterInstall = then
-            return False
-        offer = pytorch_install.offer_install(
-            lambda question: slicer.util.confirmOkCancelDisplay(question, windowTitle=_("Install PyTorch")),
-            slicer.app.temporaryPath)
+        offer = self._installFlow.offer(then, slicer.app.temporaryPath)
         if offer.error:
             self._showError(offer.error)
         if offer.task is not None:
-            self._install, self._afterInstall = offer.task, then
             self._showRunning(_("Installing PyTorch..."))
             self._installTimer.start()
         return offer.ready
 
     def onInstallTimer(self) -> None:
-        task = self._install
-        if task is None:
-            self._installTimer.stop()
-            return
-        status = task.poll()
-        if status.state == pytorch_install.RUNNING:  # pip gives no fraction: the bar counts the steps
-            self.ui.progressBar.value = int(100 * max(status.step - 1, 0) / max(status.steps, 1))
-            self._showStatus(_("Installing PyTorch, step {step}/{steps}: {line}").format(
-                step=status.step, steps=status.steps, line=status.line[-120:]))
+        """The install's progress; once it has ended, the run it was for (pytorch_install.InstallFlow)."""
+        update = self._installFlow.poll()
+        if update is not None and update.running:
+            self.ui.progressBar.value = update.percent
+            self._showStatus(update.status)
             return
         self._installTimer.stop()
-        self._install = None
-        then, self._afterInstall = self._afterInstall, None
+        if update is None:
+            return
         self.ui.progressBar.hide()
         self._updateButtons()
-        if status.state == pytorch_install.FAILED:
-            self._showError(_("Installing PyTorch failed: {error}").format(error=status.error),
-                            details="\n".join(task.lines))
-            return
-        goOn, error = pytorch_install.finish_install(task, lambda: slicer.util.confirmYesNoDisplay(
-            _("PyTorch is installed. Restart Slicer now? (Recommended; segmenting also works without a restart.)"),
-            windowTitle=_("Install PyTorch")), slicer.util.restart)
-        if error:
-            self._showError(error)
-        elif goOn:
+        update = self._installFlow.finish(update)  # the restart is offered once the progress has gone
+        if update.error:
+            self._showError(update.error, details=update.details)
+        elif update.go_on:
             self._startDeviceProbe()
-            if then is not None:
-                then()
+            if update.then is not None:
+                update.then()
             else:
-                self._showStatus(_("PyTorch is installed: press Segment."))
+                self._showStatus(update.status)
 
     def _cancelInstall(self) -> None:
-        if self._install is not None:
-            task, self._install = self._install, None
+        if self._installFlow.cancel():
             self._installTimer.stop()
-            task.cancel()  # returns at once; the installer's process tree is stopped in the background
             self.ui.progressBar.hide()
             self._updateButtons()
 
@@ -524,13 +491,8 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         update = self._clickMode.poll(p.gate, p.opacity) if p else self._clickMode.poll()
         if update is not None and update.error:
             self._showError(update.error, details=update.details)
-        elif update is not None and update.cleared:
-            self._showApplied(update.applied, update.seconds, update.volume_node)
-            self.ui.resultLabel.text = _("No clicks: the segment is back as it was before them ({volumes}).").format(
-                volumes=", ".join(f"{name}: {ml:.1f} mL" for name, ml in update.applied.volume_ml.items()))
-        elif update is not None and update.applied is not None:
-            self._showApplied(update.applied, update.seconds, update.volume_node,
-                              _("Clicks: {count}. ").format(count=update.clicks))
+        elif update is not None and update.applied is not None:   # its Result line: interactive_mode.ClickUpdate
+            self._showApplied(update.applied, update.seconds, update.volume_node, update.result_line)
         elif update is not None and update.note:
             self._showStatus(update.note)
         if not self._clickMode.running:
@@ -547,11 +509,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
 
     def onInteractionModeChanged(self, caller, event) -> None:
         """Place mode left another way (Esc, toolbar) during the click mode: say how to go on."""
-        from AttentionUNetSegmentLib.scene import click_point
-
-        mode = self._clickMode
-        if mode is not None and mode.active and not click_point.is_placing(
-                slicer.app.applicationLogic(), mode.points.exclude_node if mode.exclude else mode.points.include_node):
+        if self._clickMode is not None and self._clickMode.placing_stopped():
             self._showStatus(_("Placing stopped: points can still be moved, Undo and Done still work; the "
                                "Markups toolbar's place button (or toggling Exclude) places points again."))
 

@@ -39,13 +39,19 @@ import vtk
 
 from ..core.errors import InputError
 from . import display, nodes
-from .click_point import ClickPoints, enter_place_mode, leave_place_mode, points_nodes_for
+from .click_point import ClickPoints, enter_place_mode, is_placing, leave_place_mode, points_nodes_for
 from .click_worker import ClickWorkerClient
 from .failures import describe_worker_failure
 from .logic import AppliedResult
 from .results import SegmentationOutput, default_labels
 from .roles import DEFAULT_OPACITY, MAX_GATE, NO_OVERLAY
 from .volumes import volume_geometry_lps, volume_node_to_image
+
+try:  # Slicer's translation (this file's context); outside Slicer (the tests) the English text
+    from slicer.i18n import tr as _
+except ImportError:
+    def _(text: str) -> str:
+        return text
 
 FIRST_CLICK_MESSAGE = ("the first click must be an include click, on the pancreas: turn Exclude off "
                        "(or undo the exclude click)")
@@ -67,6 +73,14 @@ class ClickUpdate:
     ended: bool = False                       # the mode ended (the worker failed, the CT went)
     note: str = ""                            # something the user should know, not an error
     volume_node: Any = None                   # the CT the answer belongs to
+
+    def result_line(self, result_text: str) -> str:
+        """The module's Result line for an answer applied, from the scene logic's `result_text`:
+        the number of clicks before it, or (no clicks left) the starting segment's volumes."""
+        if self.cleared:
+            return _("No clicks: the segment is back as it was before them ({volumes}).").format(
+                volumes=", ".join(f"{name}: {ml:.1f} mL" for name, ml in self.applied.volume_ml.items()))
+        return _("Clicks: {count}. ").format(count=self.clicks) + result_text
 
 
 class ClickMode:
@@ -155,6 +169,11 @@ class ClickMode:
 
     def _on_points_changed(self, caller, event) -> None:
         self._changed = True       # only noted, as above
+
+    def placing_stopped(self) -> bool:
+        """In the mode, but place mode was left another way (Esc, the toolbar): worth saying how to go on."""
+        return self.active and not is_placing(self.app_logic, self.points.exclude_node if self.exclude
+                                              else self.points.include_node)
 
     def set_exclude(self, exclude: bool) -> None:
         """Clicks in the views add exclude points (True) or include points (False)."""

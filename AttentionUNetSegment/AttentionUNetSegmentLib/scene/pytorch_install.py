@@ -16,7 +16,9 @@ extension (SlicerPyTorch) uses too; the module runs it itself, even when that ex
 installed, because `PyTorchUtilsLogic.installTorch` runs pip on Slicer's GUI thread (Slicer
 freezes for minutes) and takes no constraints. `InstallTask` runs the commands in the background:
 start, poll (step and the installer's last line), cancel (returns at once). A restart of Slicer is
-offered afterwards.
+offered afterwards. `InstallFlow` is the module's side of it, without Qt: it offers the install
+when a run needs PyTorch, owns the task and the run waiting for it, and its poll() says what the
+module shows (the module's timer calls it; the dialogs are the module's, passed in).
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from . import processes
+
+try:  # Slicer's translation (this file's context); outside Slicer (the tests) the English text
+    from slicer.i18n import tr as _
+except ImportError:
+    def _(text: str) -> str:
+        return text
 
 logger = logging.getLogger(__name__)
 
@@ -273,3 +281,78 @@ def finish_install(task: InstallTask, ask_restart: Callable[[], bool], restart: 
         restart()
         return False, ""
     return True, ""
+
+
+@dataclass
+class FlowUpdate:
+    """What one poll of `InstallFlow` gives the module to show."""
+
+    running: bool = False               # still installing: `percent` on the bar, `status` line
+    percent: int = 0
+    status: str = ""                    # also the line when installed with no run waiting
+    error: str = ""                     # one line (a dialog), `details` for its details
+    details: str = ""
+    go_on: bool = False                 # installed and usable: probe the devices, run `then`
+    then: Optional[Callable[[], None]] = None  # the run the install was for
+    task: Optional[InstallTask] = None  # the task that ended (finish() reads it)
+
+
+class InstallFlow:
+    """The module's install of PyTorch: offered when a run needs it, run in the background, the
+    run it was for (`then`) started once it has finished. No Qt: the module's timer calls poll();
+    `ask_install(question)`, `ask_restart(question)` and `restart()` are the module's dialogs."""
+
+    def __init__(self, ask_install: Callable[[str], bool], ask_restart: Callable[[str], bool],
+                 restart: Callable[[], None]):
+        self.ask_install, self.ask_restart, self.restart = ask_install, ask_restart, restart
+        self.task: Optional[InstallTask] = None
+        self.then: Optional[Callable[[], None]] = None    # the run waiting for the install
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None
+
+    def offer(self, then: Callable[[], None], temporary_folder: str) -> Offer:
+        """As `offer_install`; an install started (or one already running: no question, not ready)
+        runs `then` once it has finished."""
+        if self.task is not None:   # already installing (a click meanwhile): run this one after it
+            self.then = then
+            return Offer(False)
+        offer = offer_install(self.ask_install, temporary_folder)
+        if offer.task is not None:
+            self.task, self.then = offer.task, then
+        return offer
+
+    def poll(self) -> Optional[FlowUpdate]:
+        """None when nothing is installing; the progress while it runs; once it has ended, the
+        update to pass to finish() (after the module has put its progress away)."""
+        task = self.task
+        if task is None:
+            return None
+        status = task.poll()
+        if status.state == RUNNING:  # pip gives no fraction: the bar counts the steps
+            return FlowUpdate(True, int(100 * max(status.step - 1, 0) / max(status.steps, 1)),
+                              _("Installing PyTorch, step {step}/{steps}: {line}").format(
+                                  step=status.step, steps=status.steps, line=status.line[-120:]))
+        then, self.task, self.then = self.then, None, None
+        if status.state == FAILED:
+            return FlowUpdate(error=_("Installing PyTorch failed: {error}").format(error=status.error),
+                              details="\n".join(task.lines))
+        return FlowUpdate(then=then, task=task)
+
+    def finish(self, update: FlowUpdate) -> FlowUpdate:
+        """An ended install's outcome: the restart offered (`finish_install`); go on, or an error."""
+        if update.error or update.task is None:
+            return update
+        go_on, error = finish_install(update.task, lambda: self.ask_restart(_(
+            "PyTorch is installed. Restart Slicer now? (Recommended; segmenting also works without a restart.)")),
+            self.restart)
+        return FlowUpdate(status=_("PyTorch is installed: press Segment."), error=error, go_on=go_on,
+                          then=update.then)
+
+    def cancel(self) -> bool:
+        """Stop the install (at once; its process tree ends in the background): False if none ran."""
+        task, self.task, self.then = self.task, None, None
+        if task is not None:
+            task.cancel()
+        return task is not None

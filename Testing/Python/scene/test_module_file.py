@@ -336,12 +336,12 @@ def test_pressing_segment_without_pytorch_installs_it_in_the_background(widget, 
         widget.onInstallTimer()
         time.sleep(0.05)
     assert "Downloading torch (50%)" in ui.statusLabel.text
-    task = widget._install
+    task = widget._installFlow.task
     asked = len(module_file.fakes.confirmations)
     widget.startSegmentation()                                   # e.g. a click while installing
-    assert widget._install is task and len(module_file.fakes.confirmations) == asked
+    assert widget._installFlow.task is task and len(module_file.fakes.confirmations) == asked
     widget.onSegmentButton()                                     # Cancel
-    assert widget._install is None and task.poll().state == pytorch_install.CANCELLED
+    assert widget._installFlow.task is None and task.poll().state == pytorch_install.CANCELLED
     assert ui.segmentButton.text == "Segment" and not ui.progressBar.visible and task.wait_stopped(10)
 
     quick = [sys.executable, "-c", "print('Successfully installed torch-2.5.1')"]
@@ -350,7 +350,7 @@ def test_pressing_segment_without_pytorch_installs_it_in_the_background(widget, 
     widget.onSegmentButton()
     problem[0] = None                                            # what the installer did
     deadline = time.perf_counter() + 20
-    while widget._install is not None and time.perf_counter() < deadline:
+    while widget._installFlow.task is not None and time.perf_counter() < deadline:
         widget.onInstallTimer()
         time.sleep(0.05)
     assert widget._job is not None, module_file.fakes.errors     # restart declined: segmenting now
