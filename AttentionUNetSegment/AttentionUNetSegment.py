@@ -337,10 +337,8 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         install in the background, `then()` once it has finished)."""
         from AttentionUNetSegmentLib.scene import volumes
 
-        warnings = volumes.ct_warnings(image, volume.GetName())
-        if warnings and not slicer.util.confirmOkCancelDisplay(
-                _("This does not look like a CT in Hounsfield units:") + "\n\n" + "\n".join(warnings)
-                + "\n\n" + _("Segment anyway?"), windowTitle=_("Attention U-Net Segment")):
+        question = volumes.ct_question(image, volume.GetName())
+        if question and not slicer.util.confirmOkCancelDisplay(question, windowTitle=_("Attention U-Net Segment")):
             return False
         return self._pyTorchReady(then)
 
@@ -456,18 +454,9 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             self.onDoneButton()
 
     def _enterClickMode(self) -> None:
-        from AttentionUNetSegmentLib.scene import volumes
-
-        p = self._parameterNode
-        try:
-            volume = p.inputVolume if p else None
-            volumes.check_input_volume(volume)
-            modelPath = models.click_model_path(p.model, p.modelPath)
-            image = volumes.volume_node_to_image(volume)
-            ready = self._readyToRun(image, volume, self._enterClickMode)   # again after an install
-            if ready:
-                self._clickMode.enter(volume, modelPath, p.device, p.outputSegmentation,
-                                      self.ui.excludeButton.checked, image=image)
+        try:  # the CT and its click model checked, then the go-ahead (again after an install), then the mode
+            ready = self._clickMode.enter_for(self._parameterNode, self.ui.excludeButton.checked,
+                                              lambda image, volume: self._readyToRun(image, volume, self._enterClickMode))
         except (InputError, processes.PythonSlicerNotFound, OSError, RuntimeError) as error:
             self._showError(str(error))
             ready = False
@@ -517,15 +506,12 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         combo = self.ui.gateComboBox
         wasBlocked = combo.blockSignals(True)
         combo.clear()
-        volume = self._parameterNode.inputVolume if self._parameterNode else None
-        choices = self.logic.gate_choices(volume) if volume else []
-        for choice in choices:
-            combo.addItem(_("Maximum over gates") if choice == MAX_GATE else
-                          _("Gate {number}").format(number=choice.replace("gate", "")), choice)
-        combo.addItem(_("None (hide overlay)"), NO_OVERLAY)
+        items = self.logic.gate_items(self._parameterNode.inputVolume if self._parameterNode else None)
+        for label, choice in items:
+            combo.addItem(label, choice)
         combo.setCurrentIndex(max(combo.findData(self._parameterNode.gate if self._parameterNode else MAX_GATE), 0))
         combo.blockSignals(wasBlocked)
-        combo.enabled = self.ui.opacitySliderWidget.enabled = bool(choices)
+        combo.enabled = self.ui.opacitySliderWidget.enabled = len(items) > 1  # (the last: none)
 
     def onGateChanged(self, index) -> None:
         if self._parameterNode is None or self._updatingGui:

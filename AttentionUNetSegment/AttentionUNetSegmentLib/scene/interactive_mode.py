@@ -43,9 +43,10 @@ from .click_point import ClickPoints, enter_place_mode, is_placing, leave_place_
 from .click_worker import ClickWorkerClient
 from .failures import describe_worker_failure
 from .logic import AppliedResult
+from .models import click_model_path
 from .results import SegmentationOutput, default_labels
 from .roles import DEFAULT_OPACITY, MAX_GATE, NO_OVERLAY
-from .volumes import volume_geometry_lps, volume_node_to_image
+from .volumes import check_input_volume, volume_geometry_lps, volume_node_to_image
 
 try:  # Slicer's translation (this file's context); outside Slicer (the tests) the English text
     from slicer.i18n import tr as _
@@ -140,6 +141,19 @@ class ClickMode:
             client.stop()
             raise
         self._open_id = client.open(image, model_path, device)
+
+    def enter_for(self, parameters, exclude: bool, go_ahead: Callable[[sitk.Image, Any], bool]) -> bool:
+        """The mode on the parameter node's CT (checked first) with its click model (models.py), once
+        `go_ahead(image, volume_node)` agrees (the user's, PyTorch present); False when it did not.
+        Raises as `enter`."""
+        volume = parameters.inputVolume if parameters else None
+        check_input_volume(volume)
+        model_path = click_model_path(parameters.model, parameters.modelPath)
+        image = volume_node_to_image(volume)
+        if not go_ahead(image, volume):
+            return False
+        self.enter(volume, model_path, parameters.device, parameters.outputSegmentation, exclude, image=image)
+        return True
 
     def _enter(self, volume_node, client, segmentation_node, exclude: bool) -> None:
         scene = self.logic.scene

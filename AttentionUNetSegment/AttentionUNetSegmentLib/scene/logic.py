@@ -30,6 +30,12 @@ from .roles import (
     is_attention_overlay,
 )
 
+try:  # Slicer's translation (this file's context); outside Slicer (the tests) the English text
+    from slicer.i18n import tr as _
+except ImportError:
+    def _(text: str) -> str:
+        return text
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -105,6 +111,13 @@ class AttentionUNetSegmentSceneLogic:
         """Overlays available for the CT: MAX_GATE first, then the gates in order."""
         names = self.overlay_nodes_for(volume_node)
         return ([MAX_GATE] if MAX_GATE in names else []) + sorted(n for n in names if n != MAX_GATE)
+
+    def gate_items(self, volume_node) -> list[tuple[str, str]]:
+        """The overlay menu of the CT (none, or no CT: only "None"): (label, choice), `gate_choices` then NO_OVERLAY."""
+        choices = self.gate_choices(volume_node) if volume_node else []
+        return [(_("Maximum over gates") if choice == MAX_GATE else
+                 _("Gate {number}").format(number=choice.replace("gate", "")), choice)
+                for choice in choices] + [(_("None (hide overlay)"), NO_OVERLAY)]
 
     def overlay_node_ids(self) -> list[str]:
         """IDs of every attention overlay in the scene (the input selector hides them)."""
