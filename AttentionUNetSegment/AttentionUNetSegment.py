@@ -124,12 +124,10 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         self._run = segment_run.SegmentRun(self.logic)
         self._clickMode = interactive_mode.ClickMode(self.logic, slicer.app.applicationLogic(),
                                                      work_root=slicer.app.temporaryPath)
-        self._jobTimer, self._probeTimer, self._clickTimer, self._installTimer = (qt.QTimer(), qt.QTimer(),
-                                                                                  qt.QTimer(), qt.QTimer())
-        for timer, milliseconds, slot in [(self._jobTimer, 100, self.onJobTimer),
-                                          (self._probeTimer, 300, self.onProbeTimer),
-                                          (self._clickTimer, 100, self.onClickTimer),
-                                          (self._installTimer, 200, self.onInstallTimer)]:
+        timers = [qt.QTimer() for i in range(4)]
+        self._jobTimer, self._probeTimer, self._clickTimer, self._installTimer = timers
+        for timer, milliseconds, slot in zip(timers, (100, 300, 100, 200), (self.onJobTimer, self.onProbeTimer,
+                                                                           self.onClickTimer, self.onInstallTimer)):
             timer.setInterval(milliseconds)
             timer.connect("timeout()", slot)
 
@@ -166,9 +164,8 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
 
     def cleanup(self) -> None:
         """The module is closing (or reloading): stop timers, processes and observers."""
-        self._probeTimer.stop()
-        self._jobTimer.stop()
-        self._clickTimer.stop()
+        for timer in (self._probeTimer, self._jobTimer, self._clickTimer):
+            timer.stop()
         if self._deviceProbe is not None:
             self._deviceProbe.stop()
         self._cancelJob()
@@ -205,11 +202,9 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             self._hideOverlaysFromInputSelector()
 
     def initializeParameterNode(self) -> None:
-        from AttentionUNetSegmentLib.scene import volumes
-
         self.setParameterNode(self.logic.getParameterNode())
         if not self._parameterNode.inputVolume:
-            self._parameterNode.inputVolume = volumes.volume_shown_in_slice_views(slicer.mrmlScene)
+            self._parameterNode.inputVolume = self.logic.volume_shown_in_slice_views()
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
@@ -254,10 +249,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         clicking = self._clickMode.active
         haveInput = self._parameterNode is not None and self._parameterNode.inputVolume is not None
         button = self.ui.segmentButton
-        button.text, button.enabled = (_("Cancel"), True) if running else (_("Segment"), haveInput and not clicking)
-        button.toolTip = (_("Stop the segmentation; the scene is left as it was.") if running else
-                          _("Press Done to leave the click mode first.") if clicking else
-                          _("Segment the pancreas on the whole CT.") if haveInput else _("Select an input CT first."))
+        button.text, button.enabled, button.toolTip = self._run.segment_button(running, clicking, haveInput)
         self.ui.clickToSegmentButton.enabled = haveInput and self._job is None
         for widget in (self.ui.excludeButton, self.ui.undoButton, self.ui.resetButton, self.ui.doneButton):
             widget.enabled = clicking
@@ -322,22 +314,19 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         if self._installFlow.running:
             self._cancelInstall()
             self._showStatus(_("PyTorch installation cancelled."))
-            return
-        if self._job is not None or self._clickMode.busy:
+        elif self._job is not None or self._clickMode.busy:
             self._cancelJob()
             self._clickMode.cancel()
             self._setClickButton(False)
             self._showStatus(_("Cancelled; the scene is unchanged."))
             self._updateButtons()
-            return
-        self.startSegmentation()
+        else:
+            self.startSegmentation()
 
     def _readyToRun(self, image, volume, then) -> bool:
         """The user's go-ahead for a CT that does not look like one, and PyTorch present (else its
         install in the background, `then()` once it has finished)."""
-        from AttentionUNetSegmentLib.scene import volumes
-
-        question = volumes.ct_question(image, volume.GetName())
+        question = self.logic.ct_question(image, volume.GetName())
         if question and not slicer.util.confirmOkCancelDisplay(question, windowTitle=_("Attention U-Net Segment")):
             return False
         return self._pyTorchReady(then)
@@ -456,7 +445,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
     def _enterClickMode(self) -> None:
         try:  # the CT and its click model checked, then the go-ahead (again after an install), then the mode
             ready = self._clickMode.enter_for(self._parameterNode, self.ui.excludeButton.checked,
-                                              lambda image, volume: self._readyToRun(image, volume, self._enterClickMode))
+                                              lambda image, ct: self._readyToRun(image, ct, self._enterClickMode))
         except (InputError, processes.PythonSlicerNotFound, OSError, RuntimeError) as error:
             self._showError(str(error))
             ready = False
@@ -518,9 +507,8 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             return
         gate = self.ui.gateComboBox.currentData or NO_OVERLAY
         self._parameterNode.gate = gate
-        volume = self._parameterNode.inputVolume
-        if volume is not None and (gate == NO_OVERLAY or gate in self.logic.overlay_nodes_for(volume)):
-            self.logic.show_overlay(volume, gate, self._parameterNode.opacity)
+        if self._parameterNode.inputVolume is not None:
+            self.logic.show_gate_if_made(self._parameterNode.inputVolume, gate, self._parameterNode.opacity)
 
     def onOpacityChanged(self, value) -> None:
         volume = self._parameterNode.inputVolume if self._parameterNode else None

@@ -102,6 +102,20 @@ class AttentionUNetSegmentSceneLogic:
 
         return nodes.output_segmentation_for(volume_node, chosen)
 
+    def volume_shown_in_slice_views(self):
+        """The CT a new parameter node starts with: the volume the slice views show (volumes.py)."""
+        from .volumes import volume_shown_in_slice_views
+
+        return volume_shown_in_slice_views(self.scene)
+
+    def ct_question(self, image, name: str) -> str:
+        """What the module asks before segmenting an image with `volumes.ct_warnings` (go on anyway?), or ""."""
+        from .volumes import ct_warnings
+
+        warnings = ct_warnings(image, name)
+        return (_("This does not look like a CT in Hounsfield units:") + "\n\n" + "\n".join(warnings) + "\n\n"
+                + _("Segment anyway?")) if warnings else ""
+
     def overlay_nodes_for(self, volume_node) -> dict[str, Any]:
         from . import nodes
 
@@ -113,7 +127,7 @@ class AttentionUNetSegmentSceneLogic:
         return ([MAX_GATE] if MAX_GATE in names else []) + sorted(n for n in names if n != MAX_GATE)
 
     def gate_items(self, volume_node) -> list[tuple[str, str]]:
-        """The overlay menu of the CT (none, or no CT: only "None"): (label, choice), `gate_choices` then NO_OVERLAY."""
+        """The overlay menu of the CT: (label, choice) of `gate_choices`, then NO_OVERLAY (alone without a CT)."""
         choices = self.gate_choices(volume_node) if volume_node else []
         return [(_("Maximum over gates") if choice == MAX_GATE else
                  _("Gate {number}").format(number=choice.replace("gate", "")), choice)
@@ -203,6 +217,11 @@ class AttentionUNetSegmentSceneLogic:
         from . import display
 
         return display.show_overlay(self.scene, volume_node, gate, opacity)
+
+    def show_gate_if_made(self, volume_node, gate: str, opacity: float = DEFAULT_OPACITY) -> None:
+        """The gate chosen in the menu shown, if the CT has its overlay (or NO_OVERLAY: none shown)."""
+        if gate == NO_OVERLAY or gate in self.overlay_nodes_for(volume_node):
+            self.show_overlay(volume_node, gate, opacity)
 
     def set_overlay_opacity(self, volume_node, opacity: float) -> None:
         from . import display

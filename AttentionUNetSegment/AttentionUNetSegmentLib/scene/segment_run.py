@@ -101,6 +101,16 @@ class SegmentRun:
         return RunUpdate(percent, applied=applied, seconds=time.perf_counter() - self.started,
                          volume_node=self.volume_node, job=job)
 
+    @staticmethod
+    def segment_button(running: bool, clicking: bool, have_input: bool) -> tuple[str, bool, str]:
+        """The Segment button's (text, enabled, tooltip): Cancel while anything runs (a job, an install,
+        the click worker computing); else Segment, with a CT chosen and the click mode off."""
+        if running:
+            return _("Cancel"), True, _("Stop the segmentation; the scene is left as it was.")
+        return _("Segment"), have_input and not clicking, (
+            _("Press Done to leave the click mode first.") if clicking else
+            _("Segment the pancreas on the whole CT.") if have_input else _("Select an input CT first."))
+
     def cancel(self) -> bool:
         """Stop the running job (at once): False when none ran."""
         job, self.job = self.job, None

@@ -18,12 +18,6 @@ from vtk.util import numpy_support
 from ..core.errors import InputError
 from .roles import is_attention_overlay
 
-try:  # Slicer's translation (this file's context); outside Slicer (the tests) the English text
-    from slicer.i18n import tr as _
-except ImportError:
-    def _(text: str) -> str:
-        return text
-
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 
 
@@ -178,13 +172,6 @@ def ct_warnings(image: sitk.Image, name: str) -> list[str]:
     from ..files.reading import check_ct_like
 
     return check_ct_like(image, name)
-
-
-def ct_question(image: sitk.Image, name: str) -> str:
-    """What the module asks before segmenting a CT with `ct_warnings` (go on anyway?), or "" when it has none."""
-    warnings = ct_warnings(image, name)
-    return (_("This does not look like a CT in Hounsfield units:") + "\n\n" + "\n".join(warnings) + "\n\n"
-            + _("Segment anyway?")) if warnings else ""
 
 
 def world_to_volume_ras(volume_node, point_world: Sequence[float]) -> tuple[float, float, float]:
