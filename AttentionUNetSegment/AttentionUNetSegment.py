@@ -343,30 +343,23 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             return
         if p.model == self.CUSTOM_MODEL:
             self.ui.modelPathLineEdit.addCurrentPathToHistory()
-        try:
-            status = self._run.start(job, volume)
-        except OSError as error:
-            self._showError(_("Could not start the segmentation process: {error}").format(error=error))
+        status, error = self._run.start(job, volume)
+        if error:
+            self._showError(error)
             return
-        self._showRunning(status)
-        self._jobTimer.start()
+        self._showRunning(status, self._jobTimer)
 
-    def _showRunning(self, text) -> None:
+    def _showRunning(self, text, timer) -> None:
         self.ui.progressBar.value = 0
         self.ui.progressBar.show()
         self._showStatus(text)
         self._updateButtons()
+        timer.start()
 
     def onJobTimer(self) -> None:
         """The job's progress; once it has ended, its result (applied by scene/segment_run.py) or its error."""
         update = self._run.poll(self._parameterNode, busy=slicer.util.WaitCursor)
-        if update is not None:
-            self.ui.progressBar.value = update.percent
-        if update is not None and update.running:
-            self._showStatus(update.status)
-            return
-        self._jobTimer.stop()
-        if update is None:
+        if self._progressGoesOn(update, self._jobTimer):
             return
         try:
             if update.error:
@@ -375,16 +368,28 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
                 self._showApplied(update.applied, update.seconds, update.volume_node)
         finally:
             update.job.cleanup()
-            self.ui.progressBar.hide()
-            self._updateButtons()
+            self._progressEnded(self._jobTimer)
+
+    def _progressGoesOn(self, update, timer) -> bool:
+        """A job's or an install's poll: its percent and, while it runs (True), its status line. Else
+        its timer stops: True when nothing ran, False when it has just ended (the caller shows how)."""
+        if update is not None:
+            self.ui.progressBar.value = update.percent
+        if update is not None and update.running:
+            self._showStatus(update.status)
+            return True
+        timer.stop()
+        return update is None
+
+    def _progressEnded(self, timer) -> None:
+        """A job or an install is over: its timer stopped, the bar gone, the buttons as they are now."""
+        timer.stop()
+        self.ui.progressBar.hide()
+        self._updateButtons()
 
     def _showApplied(self, applied, seconds, volume, resultLine=lambda text: text) -> None:
         """A result in the scene (a Segment run's, or the click mode's): the Result line and the gates."""
-        p = self._parameterNode
-        if p.inputVolume is volume:  # (a script may have switched the input meanwhile)
-            p.outputSegmentation = applied.segmentation_node
-        if p.gate not in applied.overlay_nodes and p.gate != NO_OVERLAY:
-            p.gate = MAX_GATE
+        self.logic.update_parameters_after(self._parameterNode, volume, applied)
         self._hideOverlaysFromInputSelector()
         self.ui.resultLabel.text = resultLine(self.logic.result_text(volume, applied, seconds))
         self._showStatus(_("Done in {seconds:.1f} s.").format(seconds=seconds))
@@ -392,9 +397,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
 
     def _cancelJob(self) -> None:
         if self._run.cancel():
-            self._jobTimer.stop()
-            self.ui.progressBar.hide()
-            self._updateButtons()
+            self._progressEnded(self._jobTimer)
 
     def _pyTorchReady(self, then) -> bool:
         """PyTorch usable (checked without importing it); else, if the user agrees, its install
@@ -403,22 +406,15 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
         if offer.error:
             self._showError(offer.error)
         if offer.task is not None:
-            self._showRunning(_("Installing PyTorch..."))
-            self._installTimer.start()
+            self._showRunning(_("Installing PyTorch..."), self._installTimer)
         return offer.ready
 
     def onInstallTimer(self) -> None:
         """The install's progress; once it has ended, the run it was for (pytorch_install.InstallFlow)."""
         update = self._installFlow.poll()
-        if update is not None and update.running:
-            self.ui.progressBar.value = update.percent
-            self._showStatus(update.status)
+        if self._progressGoesOn(update, self._installTimer):
             return
-        self._installTimer.stop()
-        if update is None:
-            return
-        self.ui.progressBar.hide()
-        self._updateButtons()
+        self._progressEnded(self._installTimer)
         update = self._installFlow.finish(update)  # the restart is offered once the progress has gone
         if update.error:
             self._showError(update.error, details=update.details)
@@ -431,9 +427,7 @@ class AttentionUNetSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMix
 
     def _cancelInstall(self) -> None:
         if self._installFlow.cancel():
-            self._installTimer.stop()
-            self.ui.progressBar.hide()
-            self._updateButtons()
+            self._progressEnded(self._installTimer)
 
     def onClickToSegmentToggled(self, checked) -> None:
         """On: the click mode (scene/interactive_mode.py) on the input CT; off: as Done."""

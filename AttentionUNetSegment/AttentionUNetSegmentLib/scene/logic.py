@@ -223,6 +223,16 @@ class AttentionUNetSegmentSceneLogic:
         if gate == NO_OVERLAY or gate in self.overlay_nodes_for(volume_node):
             self.show_overlay(volume_node, gate, opacity)
 
+    @staticmethod
+    def update_parameters_after(parameters, volume_node, applied: AppliedResult) -> None:
+        """The module's parameter node after a result on `volume_node` was applied: its output is that
+        result if the CT is still the input (a script may have switched it meanwhile); a gate the
+        result has no overlay for falls back to the maximum over gates."""
+        if parameters.inputVolume is volume_node:
+            parameters.outputSegmentation = applied.segmentation_node
+        if parameters.gate not in applied.overlay_nodes and parameters.gate != NO_OVERLAY:
+            parameters.gate = MAX_GATE
+
     def set_overlay_opacity(self, volume_node, opacity: float) -> None:
         from . import display
 

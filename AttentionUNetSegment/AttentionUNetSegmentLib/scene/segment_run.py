@@ -3,13 +3,14 @@ and its result put into the scene, as the module shows them.
 
     prepare(parameters) -> the job for the parameter node's CT, model, device and overlap (not
                            started; InputError or PythonSlicerNotFound when it cannot be made)
-    start(job, CT)      -> the job started (OSError when its process cannot start); the first
-                           status line (the CT's 4D frame said, else "Starting...")
+    start(job, CT)      -> the job started: the first status line (the CT's 4D frame said, else
+                           "Starting..."), or one line of error when its process cannot start
     poll(parameters)    (the module's QTimer) -> None when no job runs; the percent and status
                            line while it runs; once it has ended, its result applied to the
                            scene (logic.apply_result, under `busy`, e.g. a wait cursor), or one
                            line of error with the job's log as details
     cancel()            -> the job stopped (returns at once; its process tree ends in the background)
+    segment_button(...) -> the Segment button's text, state and tooltip (Cancel while anything runs)
 
 The module file owns the timer, the progress bar and the dialogs; the job that ended comes back
 in the update and is cleaned up (its work folder deleted) once the module has shown it.
@@ -68,11 +69,14 @@ class SegmentRun:
         return self.logic.create_job(volume, model_path=model_path, device=parameters.device,
                                      overlap=parameters.overlap, work_root=work_root), volume
 
-    def start(self, job: SegmentationJob, volume_node) -> str:
-        """Start the job (OSError if its process cannot start); the first status line."""
-        job.start()
+    def start(self, job: SegmentationJob, volume_node) -> tuple[str, str]:
+        """Start the job: (the first status line, ""), or ("", one line) when its process cannot start."""
+        try:
+            job.start()
+        except OSError as error:
+            return "", _("Could not start the segmentation process: {error}").format(error=error)
         self.job, self.volume_node, self.started = job, volume_node, time.perf_counter()
-        return frame_note(volume_node) or _("Starting...")
+        return frame_note(volume_node) or _("Starting..."), ""
 
     def poll(self, parameters, busy: Callable[[], ContextManager] = nullcontext) -> Optional[RunUpdate]:
         """The job's progress; once it has ended, its result applied with the parameter node's
