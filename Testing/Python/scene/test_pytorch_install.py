@@ -159,3 +159,46 @@ def test_offer_and_finish_flows(tmp_path, monkeypatch):
     restarting = _Dialogs(restart=True)
     assert pytorch_install.finish_install(offer.task, restarting.ask_restart, restarting.restart) == (False, "")
     assert restarting.restarted
+
+
+def test_install_flow_runs_the_waiting_run_once_installed(tmp_path, monkeypatch):
+    """InstallFlow (the module's side): one install at a time, the newest run waits for it, its
+    progress while it runs, the restart offered once it has ended, then the run; Cancel forgets both."""
+    monkeypatch.setattr(processes, "python_executable", lambda: sys.executable)
+    monkeypatch.setattr(pytorch_install, "torch_problem", lambda: "missing")
+    monkeypatch.setattr(pytorch_install, "install_plan", lambda **kwargs: pytorch_install.InstallPlan(
+        "light-the-torch", [_python("import time; print('Collecting torch', flush=True); time.sleep(0.5)")]))
+    dialogs, runs = _Dialogs(), []
+    flow = pytorch_install.InstallFlow(dialogs.ask_install, lambda question: dialogs.ask_restart(), dialogs.restart)
+    assert flow.poll() is None and not flow.cancel()
+    offer = flow.offer(lambda: runs.append("first"), str(tmp_path))
+    assert offer.task is flow.task and flow.running and len(dialogs.asked) == 1
+    again = flow.offer(lambda: runs.append("second"), str(tmp_path))    # a click meanwhile: no second install
+    assert (again.ready, again.task, again.error) == (False, None, "") and len(dialogs.asked) == 1
+    assert _wait_until(lambda: "Collecting torch" in flow.poll().status)
+    assert flow.poll().running and flow.poll().status.startswith("Installing PyTorch, step 1/1: ")
+    monkeypatch.setattr(pytorch_install, "torch_problem", lambda: None)   # what the installer did
+    assert _wait_until(lambda: flow.task.poll().state != pytorch_install.RUNNING)
+    ended = flow.poll()
+    assert not ended.running and not ended.error and not flow.running and flow.poll() is None
+    done = flow.finish(ended)
+    assert done.go_on and done.error == "" and dialogs.asked[-1][0] == "restart" and not dialogs.restarted
+    done.then()
+    assert runs == ["second"]
+
+    offer = flow.offer(lambda: runs.append("third"), str(tmp_path))     # ready now: nothing to wait for
+    assert offer.ready and not flow.running
+    monkeypatch.setattr(pytorch_install, "torch_problem", lambda: "missing")
+    flow.offer(lambda: runs.append("fourth"), str(tmp_path))
+    task = flow.task
+    assert flow.cancel() and not flow.running and flow.then is None and flow.poll() is None
+    assert task.poll().state == pytorch_install.CANCELLED and task.wait_stopped(10)
+    assert runs == ["second"]
+
+    monkeypatch.setattr(pytorch_install, "install_plan", lambda **kwargs: pytorch_install.InstallPlan(
+        "light-the-torch", [_python("import sys; print('No matching distribution'); sys.exit(1)")]))
+    flow.offer(lambda: runs.append("fifth"), str(tmp_path))
+    assert _wait_until(lambda: flow.task.poll().state != pytorch_install.RUNNING)
+    failed = flow.finish(flow.poll())                                   # no restart offered after a failure
+    assert failed.error.startswith("Installing PyTorch failed: ") and "No matching distribution" in failed.details
+    assert not failed.go_on and dialogs.asked[-1][0] == "install" and runs == ["second"]
