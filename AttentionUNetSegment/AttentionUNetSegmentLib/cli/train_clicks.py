@@ -12,6 +12,7 @@ import torch
 from ..core.errors import InputError
 from ..core.options import DEVICES
 from ..core.prompts import ENCODINGS, ClickEncoding
+from ..training.interactive import InteractiveTrainConfig
 from .argtypes import whole_number, xyz_to_zyx
 
 _parse_xyz = xyz_to_zyx(int, lambda values: min(values) < 16 or any(v % 16 for v in values),
@@ -42,7 +43,12 @@ def _widths(text: str) -> tuple[int, ...]:
     return values
 
 
+def _xyz(zyx) -> str:
+    return ",".join(str(v) for v in reversed(zyx))
+
+
 def register_cli(subparsers) -> None:
+    d = InteractiveTrainConfig()   # the defaults, written once there
     p = subparsers.add_parser(
         "train-clicks", help="train the click-conditioned model (class-agnostic, simulated user)",
         description="Train a click-conditioned Attention U-Net: 4 input channels (CT, include clicks, exclude "
@@ -61,21 +67,25 @@ def register_cli(subparsers) -> None:
     p.add_argument("--focus-share", type=float, default=0.3, help="(default: 0.3)")
     p.add_argument("--val", metavar="DIR", help="validation CTs: the simulated-user protocol on --val-label")
     p.add_argument("--val-label", type=int, default=1, help="the validation target's label (default: 1)")
-    p.add_argument("--steps", type=whole_number(1), default=5000, help="optimisation steps planned (default: 5000)")
+    p.add_argument("--steps", type=whole_number(1), default=d.steps, help=f"optimisation steps planned (default: {d.steps})")
     p.add_argument("--stop-after", type=whole_number(1), help="end this run at this step (resume later)")
-    p.add_argument("--patch", type=_parse_xyz, default=(64, 64, 64), help="training patch X,Y,Z (default: 64,64,64)")
-    p.add_argument("--window", type=_parse_xyz, default=(96, 96, 64),
-                   help="inference window X,Y,Z recorded in the model file (default: 96,96,64)")
-    p.add_argument("--widths", type=_widths, default=(8, 16, 32, 64, 128),
-                   help="channels per level (default: 8,16,32,64,128, half the paper's; 16,32,64,128,256 on a GPU)")
-    p.add_argument("--encoding", choices=ENCODINGS, default="gaussian", help="click encoding (default: gaussian)")
-    p.add_argument("--radius", type=float, default=3.0, help="click radius in voxels (default: 3)")
+    p.add_argument("--patch", type=_parse_xyz, default=d.patch_size_zyx,
+                   help=f"training patch X,Y,Z (default: {_xyz(d.patch_size_zyx)})")
+    p.add_argument("--window", type=_parse_xyz, default=d.window_zyx,
+                   help=f"inference window X,Y,Z recorded in the model file (default: {_xyz(d.window_zyx)})")
+    p.add_argument("--widths", type=_widths, default=d.widths,
+                   help=f"channels per level (default: {','.join(map(str, d.widths))}, half the paper's; "
+                   "16,32,64,128,256 on a GPU)")
+    p.add_argument("--encoding", choices=ENCODINGS, default=d.encoding.kind,
+                   help=f"click encoding (default: {d.encoding.kind})")
+    p.add_argument("--radius", type=float, default=d.encoding.radius_voxels,
+                   help=f"click radius in voxels (default: {d.encoding.radius_voxels:g})")
     p.add_argument("--init-from", metavar="MODEL", default="bundled",
                    help="start from this model's matching weights: a file, 'bundled' (the bundled automatic "
                    "model, the default) or 'none'")
-    p.add_argument("--lr", type=float, default=3e-4, help="AdamW learning rate (default: 3e-4)")
-    p.add_argument("--val-every", type=whole_number(1), default=500, help="(default: 500 steps)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=d.lr, help=f"AdamW learning rate (default: {d.lr:g})")
+    p.add_argument("--val-every", type=whole_number(1), default=d.val_every, help=f"(default: {d.val_every} steps)")
+    p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--threads", type=whole_number(1), help="CPU threads (default: torch's)")
     p.add_argument("--cache", metavar="DIR", help="keep the preprocessed cases here (.npy)")
@@ -96,7 +106,7 @@ def _init_from(text: str):
 
 def run_cli(args: argparse.Namespace) -> int:
     from ..core.devices import resolve_device
-    from ..training.interactive import InteractiveTrainConfig, protocol_validator, train_interactive, validation_cases
+    from ..training.interactive import protocol_validator, train_interactive, validation_cases
     from ..training.interactive_data import StructureSource
 
     if not args.source and not args.synthetic:

@@ -48,18 +48,21 @@ STRUCTURE = PANCREAS  # the product segments the pancreas; the model follows wha
 
 @dataclass
 class InteractiveTrainConfig:
-    patch_size_zyx: tuple[int, int, int] = (64, 80, 80)
+    """The click model's training, each default written once here (`train-clicks` shows them):
+    the values the bundled model was trained with (docs/experiments/issue18-click-model-2026-12-05.md)."""
+
+    patch_size_zyx: tuple[int, int, int] = (64, 64, 64)
     window_zyx: tuple[int, int, int] = (64, 96, 96)  # inference window recorded in the model file
     spacing_zyx: tuple[float, float, float] = (2.0, 2.0, 2.0)
     widths: tuple[int, ...] = (8, 16, 32, 64, 128)
     intensity: IntensitySpec = field(default_factory=IntensitySpec)
-    encoding: ClickEncoding = field(default_factory=ClickEncoding)
+    encoding: ClickEncoding = field(default_factory=lambda: ClickEncoding("gaussian", 3.0))  # experiment A
     policy: ClickPolicy = field(default_factory=ClickPolicy)
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     randomisation: DomainRandomisationConfig = field(default_factory=lambda: DomainRandomisationConfig(enabled=True))
     focus: dict = field(default_factory=dict)  # source name -> (label value, share of its samples)
     batch_size: int = 2
-    steps: int = 6000
+    steps: int = 5000
     lr: float = 3e-4
     grad_clip: float = 12.0
     init_from: Optional[str] = None  # a model file whose matching weights start the network
