@@ -46,7 +46,7 @@ from .logic import AppliedResult
 from .models import click_model_path
 from .results import SegmentationOutput, default_labels
 from .roles import DEFAULT_OPACITY, MAX_GATE, NO_OVERLAY
-from .volumes import check_input_volume, volume_geometry_lps, volume_node_to_image
+from .volumes import check_input_volume, image_on_grid_of, volume_node_to_image
 
 try:  # Slicer's translation (this file's context); outside Slicer (the tests) the English text
     from slicer.i18n import tr as _
@@ -353,9 +353,4 @@ class ClickMode:
         if self.start_segment is not None:
             return self.start_segment
         dims = self.volume_node.GetImageData().GetDimensions()
-        image = sitk.GetImageFromArray(np.zeros(dims[::-1], dtype=np.uint8))
-        origin, spacing, direction = volume_geometry_lps(self.volume_node)
-        image.SetOrigin(origin)
-        image.SetSpacing(spacing)
-        image.SetDirection(direction)
-        return image
+        return image_on_grid_of(np.zeros(dims[::-1], dtype=np.uint8), self.volume_node)

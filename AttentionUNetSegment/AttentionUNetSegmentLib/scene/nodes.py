@@ -25,7 +25,9 @@ from .roles import (
     WRITTEN_BY_TAG,
 )
 from .volumes import (
+    array_view,
     image_ijk_to_ras,
+    image_on_grid_of,
     set_voxels_on_grid_of,
     voxel_buffer,
     voxels_modified,
@@ -241,8 +243,6 @@ def segment_labelmap(scene, segmentations_logic, segmentation_node, segment_id: 
     segmentation has no such segment or it is empty (what the click mode refines from)."""
     if segmentation_node is None or segmentation_node.GetSegmentation().GetSegment(segment_id) is None:
         return None
-    from .volumes import array_view, volume_geometry_lps
-
     ids = vtk.vtkStringArray()
     ids.InsertNextValue(segment_id)
     labelmap_node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "AttentionUNetSegment temporary")
@@ -253,13 +253,7 @@ def segment_labelmap(scene, segmentations_logic, segmentation_node, segment_id: 
             return None
         # The export lies on the CT's grid; volume_node_to_image would refuse a labelmap node.
         array = (array_view(labelmap_node) > 0).astype(np.uint8)
-        origin, spacing, direction = volume_geometry_lps(labelmap_node)
+        image = image_on_grid_of(array, labelmap_node)
     finally:
         scene.RemoveNode(labelmap_node)
-    if not array.any():
-        return None
-    image = sitk.GetImageFromArray(array)
-    image.SetOrigin(origin)
-    image.SetSpacing(spacing)
-    image.SetDirection(direction)
-    return image
+    return image if array.any() else None

@@ -94,7 +94,12 @@ def volume_node_to_image(volume_node) -> sitk.Image:
     placed under the same transform.
     """
     check_input_volume(volume_node)
-    image = sitk.GetImageFromArray(np.ascontiguousarray(array_view(volume_node)))  # copies
+    return image_on_grid_of(np.ascontiguousarray(array_view(volume_node)), volume_node)  # copies
+
+
+def image_on_grid_of(array_zyx: np.ndarray, volume_node) -> sitk.Image:
+    """`array_zyx` as a SimpleITK image on the volume's exact grid (LPS geometry; no transform)."""
+    image = sitk.GetImageFromArray(array_zyx)
     origin, spacing, direction = volume_geometry_lps(volume_node)
     image.SetOrigin(origin)
     image.SetSpacing(spacing)
