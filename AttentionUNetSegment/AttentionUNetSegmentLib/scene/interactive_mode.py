@@ -48,11 +48,7 @@ from .results import SegmentationOutput, default_labels
 from .roles import DEFAULT_OPACITY, MAX_GATE, NO_OVERLAY
 from .volumes import check_input_volume, image_on_grid_of, volume_node_to_image
 
-try:  # Slicer's translation (this file's context); outside Slicer (the tests) the English text
-    from slicer.i18n import tr as _
-except ImportError:
-    def _(text: str) -> str:
-        return text
+from .i18n import tr as _  # Slicer's translation, in this file's context
 
 FIRST_CLICK_MESSAGE = ("the first click must be an include click, on the pancreas: turn Exclude off "
                        "(or undo the exclude click)")

@@ -30,11 +30,7 @@ from .roles import (
     is_attention_overlay,
 )
 
-try:  # Slicer's translation (this file's context); outside Slicer (the tests) the English text
-    from slicer.i18n import tr as _
-except ImportError:
-    def _(text: str) -> str:
-        return text
+from .i18n import tr as _  # Slicer's translation, in this file's context
 
 if TYPE_CHECKING:
     import numpy as np

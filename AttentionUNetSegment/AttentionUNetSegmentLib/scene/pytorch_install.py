@@ -36,11 +36,7 @@ from typing import Callable, Optional, Sequence
 
 from . import processes
 
-try:  # Slicer's translation (this file's context); outside Slicer (the tests) the English text
-    from slicer.i18n import tr as _
-except ImportError:
-    def _(text: str) -> str:
-        return text
+from .i18n import tr as _  # Slicer's translation, in this file's context
 
 logger = logging.getLogger(__name__)
 

@@ -31,11 +31,7 @@ from .models import selected_model_path
 from .sequences import frame_note
 from .volumes import check_input_volume
 
-try:  # Slicer's translation (this file's context); outside Slicer (the tests) the English text
-    from slicer.i18n import tr as _
-except ImportError:
-    def _(text: str) -> str:
-        return text
+from .i18n import tr as _  # Slicer's translation, in this file's context
 
 
 @dataclass
