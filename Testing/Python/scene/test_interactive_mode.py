@@ -96,6 +96,14 @@ def _opened(mode, model="click.pt", **kwargs):
     return mode
 
 
+def _include_click_answered(mode, ct_image):
+    """An include click at the CT's centre, sent at the next poll, answered, and that answer polled."""
+    _point(mode, mode.points.include_node)
+    mode.poll()
+    mode.client.answer(mode.client.clicks_requests[-1], output_like(ct_image))
+    return mode.poll()
+
+
 def _point(mode, node, offset=(0.0, 0.0, 0.0)):
     bounds = [0.0] * 6
     mode.ct.GetRASBounds(bounds)
@@ -224,10 +232,7 @@ def test_an_existing_segment_is_refined_not_thrown_away(mode, mrml, ct_image):
 
 def test_reset_without_a_starting_segment_clears_what_the_mode_wrote(mode, mrml, ct_image):
     client = _opened(mode).client
-    _point(mode, mode.points.include_node)
-    mode.poll()
-    client.answer(client.clicks_requests[-1], output_like(ct_image))
-    mode.poll()
+    _include_click_answered(mode, ct_image)
     mode.reset()
     mode.poll()
     client.answer(client.clicks_requests[-1], None)
@@ -393,10 +398,7 @@ def test_an_edit_during_the_mode_is_refined_not_thrown_away(mode, mrml, ct_image
 
 def test_an_edit_after_done_is_not_overwritten_by_the_last_answer(mode, mrml, ct_image):
     client = _opened(mode).client
-    _point(mode, mode.points.include_node)
-    mode.poll()
-    client.answer(client.clicks_requests[-1], output_like(ct_image))
-    mode.poll()
+    _include_click_answered(mode, ct_image)
     _point(mode, mode.points.include_node, (0, 5, 0))
     mode.poll()
     mode.done()                                               # e.g. leaving for the Segment Editor
@@ -416,12 +418,9 @@ def test_the_3d_surface_is_left_out_while_clicking_and_built_when_the_mode_ends(
     mrml.logic.apply_result(mode.ct, output_like(ct_image, center=(8, 15, 20), radii=(3, 5, 6)))
     segmentation = mrml.logic.segmentation_node_for(mode.ct)
     assert segmentation.GetSegmentation().ContainsRepresentation(surface)      # Segment's result has one
-    client = _opened(mode).client
+    _opened(mode)
     assert not segmentation.GetSegmentation().ContainsRepresentation(surface)
-    _point(mode, mode.points.include_node)
-    mode.poll()
-    client.answer(client.clicks_requests[-1], output_like(ct_image))
-    assert mode.poll().applied is not None
+    assert _include_click_answered(mode, ct_image).applied is not None
     assert not segmentation.GetSegmentation().ContainsRepresentation(surface)
     mode.done()
     assert not mode.running and segmentation.GetSegmentation().ContainsRepresentation(surface)
